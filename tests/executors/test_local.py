@@ -1,0 +1,96 @@
+"""The local target passes the shared executor contract, plus what is its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+
+import pytest
+
+from workers.contract import JobSpec, Resources, State
+from workers.executors.base import ExecutorError
+from workers.executors.local import LocalExecutor
+from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+
+COMMANDS = {
+    "ok": [sys.executable, "-c", "import os; print('hello from', os.environ['ORCH_PROCESS_ID'])"],
+    "fail": [sys.executable, "-c", "raise SystemExit(3)"],
+    "sleep": [sys.executable, "-c", "import time; time.sleep(60)"],
+}
+
+
+@pytest.fixture
+def executor(tmp_path):
+    return LocalExecutor("local", {"work_root": str(tmp_path)})
+
+
+@pytest.fixture
+def make_spec():
+    def make(kind, **fields):
+        fields.setdefault("command", COMMANDS.get(kind, []))
+        return JobSpec(
+            process_id=str(uuid.uuid4()), pipeline=kind, version=1, target="local",
+            pool="local", **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def unknown_handle():
+    return str(uuid.uuid4())
+
+
+class TestLocalContract(ExecutorContract):
+    pass
+
+
+def test_config_reaches_the_job_as_a_file_never_as_code(executor, make_spec, tmp_path):
+    hostile = "$(touch pwned); `touch pwned`; rm -rf /"
+    read_config = "import json, os; print(json.load(open(os.environ['ORCH_CONFIG_FILE'])))"
+    spec = make_spec("config", command=[sys.executable, "-c", read_config],
+                     config={"name": hostile})
+    sub = executor.submit(spec)
+    events = poll_until(executor, item_for(spec, sub.handle), ended)
+    assert events[-1].state == State.SUCCEEDED
+    assert hostile in full_log(events)
+    assert not any(tmp_path.rglob("pwned"))
+    assert json.loads((tmp_path / spec.process_id / "config.json").read_text()) == spec.config
+
+
+def test_time_limit_fails_the_job_with_the_reason(executor, make_spec):
+    spec = make_spec("sleep", resources=Resources(time_limit_s=1))
+    sub = executor.submit(spec)
+    events = poll_until(executor, item_for(spec, sub.handle), ended, timeout=30)
+    assert events[-1].state == State.FAILED
+    assert "time limit" in events[-1].message
+
+
+def test_a_missing_command_is_a_permanent_error_naming_it(executor, make_spec):
+    spec = make_spec("bad", command=["/nonexistent/tool", "--flag"])
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    assert "/nonexistent/tool" in str(raised.value)
+
+
+def test_job_keeps_running_when_the_worker_is_gone(executor, make_spec):
+    """A job is not a child of the worker: a fresh executor (a restarted worker) finds it."""
+    spec = make_spec("sleep")
+    sub = executor.submit(spec)
+    restarted = LocalExecutor("local", executor.settings)
+    assert restarted.find(spec).handle == sub.handle
+    (event,) = restarted.poll([item_for(spec, sub.handle)])
+    assert event.state == State.RUNNING
+    restarted.cancel(sub.handle)
+
+
+def test_released_job_is_still_found_so_a_late_duplicate_starts_nothing(executor, make_spec):
+    spec = make_spec("ok")
+    sub = executor.submit(spec)
+    poll_until(executor, item_for(spec, sub.handle), ended)
+    executor.release(sub.handle)
+    assert executor.submit(spec).handle == sub.handle
+    (event,) = executor.poll([item_for(spec, sub.handle)])
+    assert event.state == State.SUCCEEDED

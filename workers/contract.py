@@ -1,0 +1,250 @@
+"""The contract between the control plane and the worker pools.
+
+Both sides import this module and nothing else of each other: it names the queues, the
+task names, the states and the three kinds of message that cross the broker.
+
+- A **job spec** goes from the control plane to ``pool.<name>``: everything a worker needs to
+  start one run, self-contained (a worker has no database).
+- A **poll request** goes to ``pool.<name>`` (targets with one front door: Slurm, ECS) or to
+  ``pool.<name>.<host>`` (targets whose jobs live on one host: local, Docker). It lists the
+  handles of the pool's non-terminal processes, the log offset the control plane already holds
+  and whether a stop was asked for.
+- **Events** go from workers to ``control``: what a worker saw (a state, a handle, an exit code,
+  new log bytes). The control plane applies them; a duplicate or late event changes nothing.
+
+Messages are plain dicts of JSON types so they survive any serializer and any language.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# --- queues -----------------------------------------------------------------------------------
+
+CONTROL_QUEUE = "control"
+
+# Targets whose handles live on one host: polls, cancels and log reads must reach that host.
+HOST_BOUND_TARGETS = frozenset({"local", "docker"})
+
+
+def pool_queue(pool: str) -> str:
+    """The queue that any worker of ``pool`` consumes: job specs (and polls for shared targets)."""
+    return f"pool.{pool}"
+
+
+def host_queue(pool: str, host: str) -> str:
+    """The queue that only the worker of ``pool`` on ``host`` consumes."""
+    return f"pool.{pool}.{host}"
+
+
+def queue_for_handle(pool: str, target: str, host: str | None) -> str:
+    """Where polls and cancels for a handle go: its host's queue when the target is host-bound."""
+    if target in HOST_BOUND_TARGETS and host:
+        return host_queue(pool, host)
+    return pool_queue(pool)
+
+
+def this_host() -> str:
+    """The host name a worker reports and the suffix of its host queue."""
+    return socket.gethostname().split(".")[0]
+
+
+# --- task names (the wire names; each side registers its own function under them) --------------
+
+TASK_SUBMIT = "orchestration.worker.submit"
+TASK_POLL = "orchestration.worker.poll"
+TASK_CANCEL = "orchestration.worker.cancel"
+TASK_APPLY_EVENTS = "orchestration.control.apply_events"
+TASK_HEARTBEAT = "orchestration.control.heartbeat"
+
+
+# --- states ---------------------------------------------------------------------------------------
+
+
+class State(enum.StrEnum):
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    SUBMITTED = "SUBMITTED"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    LOST = "LOST"
+
+
+TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.STOPPED, State.LOST})
+ACTIVE_STATES = frozenset(set(State) - TERMINAL_STATES)
+# States in which a handle on the target exists (or may) and the poll loop asks about it.
+POLLED_STATES = frozenset({State.SUBMITTED, State.RUNNING, State.STOPPING})
+
+# The state machine: a process only moves to a state of a higher rank. Every terminal state
+# shares the top rank, so nothing leaves a terminal state and two terminal states never swap.
+_RANK = {
+    State.PENDING: 0,
+    State.QUEUED: 1,
+    State.SUBMITTED: 2,
+    State.RUNNING: 3,
+    State.STOPPING: 4,
+    **{s: 5 for s in TERMINAL_STATES},
+}
+
+
+def can_move(current: State | str, target: State | str) -> bool:
+    """True when ``current -> target`` moves forward. The only place transitions are decided."""
+    return _RANK[State(target)] > _RANK[State(current)]
+
+
+def is_terminal(state: State | str) -> bool:
+    return State(state) in TERMINAL_STATES
+
+
+# --- messages -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Resources:
+    cpus: float = 1
+    memory_mb: int = 512
+    gpus: int = 0
+    time_limit_s: int = 3600
+
+
+@dataclass
+class JobSpec:
+    """One run, as a worker receives it. ``config`` is data: executors write it to a file in
+    the job's work dir and pass its path (``ORCH_CONFIG_FILE``); it never becomes code."""
+
+    process_id: str
+    pipeline: str
+    version: int
+    target: str
+    pool: str
+    command: list[str] = field(default_factory=list)
+    image: str = ""
+    script: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    pool_settings: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @property
+    def job_name(self) -> str:
+        """The name every target knows this run by; submission looks it up before starting."""
+        return job_name(self.process_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        data = dict(data)
+        data["resources"] = Resources(**data.get("resources") or {})
+        return cls(**data)
+
+
+def job_name(process_id: str) -> str:
+    return f"orch-{process_id}"
+
+
+@dataclass
+class PollItem:
+    """One handle the control plane asks about."""
+
+    process_id: str
+    handle: str
+    log_offset: int = 0
+    log_cursor: str | None = None
+    stop_requested: bool = False
+    submitted_at: float | None = None
+    time_limit_s: int | None = None
+
+
+@dataclass
+class PollRequest:
+    pool: str
+    target: str
+    host: str | None
+    items: list[PollItem]
+    pool_settings: dict[str, Any] = field(default_factory=dict)
+    sent_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PollRequest:
+        data = dict(data)
+        data["items"] = [PollItem(**item) for item in data["items"]]
+        return cls(**data)
+
+
+@dataclass
+class Event:
+    """What a worker saw of one process. Every field but ``process_id`` is optional.
+
+    ``state`` is the state the target reports (never STOPPING: only a user asks for that).
+    ``log_offset`` is the byte offset of ``log`` in the job's whole output and ``log_end`` the
+    offset after it, so the control plane appends only bytes it does not have yet; ``log`` is
+    text decoded from whole UTF-8 characters. ``log_cursor`` is the target's own resume token
+    (CloudWatch's forward token), opaque to the control plane, handed back in the next poll. ``missing`` says the target does not know the handle (reconciliation decides).
+    """
+
+    process_id: str
+    source: str
+    state: str | None = None
+    handle: str | None = None
+    host: str | None = None
+    exit_code: int | None = None
+    message: str = ""
+    log: str = ""
+    log_offset: int | None = None
+    log_end: int | None = None
+    log_cursor: str | None = None
+    missing: bool = False
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", False)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        return cls(**data)
+
+
+@dataclass
+class Heartbeat:
+    pool: str
+    host: str
+    target: str
+    version: str
+    capacity: int
+    busy: int
+    at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Bytes of log a worker ships in one event; bigger outputs arrive over several polls.
+LOG_CHUNK_BYTES = 256 * 1024
+
+
+def decode_log(data: bytes) -> tuple[str, int]:
+    """Decode ``data`` up to its last whole UTF-8 character: (text, bytes consumed).
+
+    A chunk cut in the middle of a character keeps the partial bytes for the next read, so
+    offsets stay in bytes of the original output and no character is mangled at a boundary.
+    """
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            return data[:cut].decode("utf-8"), cut
+        except UnicodeDecodeError as exc:
+            if exc.start < cut - 4:  # a bad byte well before the end: not a cut character
+                return data.decode("utf-8", errors="replace"), len(data)
+    return data.decode("utf-8", errors="replace"), len(data)

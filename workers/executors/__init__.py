@@ -1,0 +1,32 @@
+"""The registry of targets: a kind name to the dotted path of its executor, imported lazily
+so a worker loads only the SDK its own target needs. The control plane derives the valid
+``target`` values of a pipeline from these keys; nothing lists them twice."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workers.executors.base import Executor
+
+EXECUTORS: dict[str, str] = {
+    "local": "workers.executors.local.LocalExecutor",
+    "docker": "workers.executors.docker.DockerExecutor",
+    "slurm": "workers.executors.slurm.SlurmExecutor",
+    "slurm_rest": "workers.executors.slurm_rest.SlurmRestExecutor",
+    "ecs": "workers.executors.ecs.EcsExecutor",
+}
+
+
+def executor_class(target: str) -> type[Executor]:
+    try:
+        dotted = EXECUTORS[target]
+    except KeyError:
+        raise ValueError(f"unknown target {target!r}; known: {', '.join(EXECUTORS)}") from None
+    module, _, name = dotted.rpartition(".")
+    return getattr(import_module(module), name)
+
+
+def get_executor(target: str, pool: str, settings: dict[str, Any] | None = None) -> Executor:
+    return executor_class(target)(pool, settings)
