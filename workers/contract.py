@@ -192,7 +192,8 @@ class Event:
     ``log_offset`` is the byte offset of ``log`` in the job's whole output and ``log_end`` the
     offset after it, so the control plane appends only bytes it does not have yet; ``log`` is
     text decoded from whole UTF-8 characters. ``log_cursor`` is the target's own resume token
-    (CloudWatch's forward token), opaque to the control plane, handed back in the next poll. ``missing`` says the target does not know the handle (reconciliation decides).
+    (CloudWatch's forward token), opaque to the control plane, handed back in the next poll.
+    ``missing`` says the target does not know the handle (reconciliation decides).
     """
 
     process_id: str

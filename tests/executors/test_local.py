@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
+from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
 from workers.contract import JobSpec, Resources, State
 from workers.executors.base import ExecutorError
 from workers.executors.local import LocalExecutor
-from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
 
 COMMANDS = {
     "ok": [sys.executable, "-c", "import os; print('hello from', os.environ['ORCH_PROCESS_ID'])"],

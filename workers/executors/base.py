@@ -143,7 +143,8 @@ class Executor(ABC):
         chunk = self._read_log_quietly(item)
         text, used = decode_log(chunk.data)
         if used:
-            event.log, event.log_offset, event.log_end = text, item.log_offset, item.log_offset + used
+            event.log, event.log_offset = text, item.log_offset
+            event.log_end = item.log_offset + used
         if chunk.cursor:
             event.log_cursor = chunk.cursor
         log_drained = len(chunk.data) < LOG_CHUNK_BYTES

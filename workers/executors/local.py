@@ -8,6 +8,7 @@ it, so a worker that restarts knows every job of its host without any list of it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -135,10 +136,8 @@ class LocalExecutor(Executor):
         if not (runner_pid and _is_runner(runner_pid, work_dir)):
             return
         overdue = time.time() - float(marker.read_text() or 0) > STOP_GRACE_S
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(job_pid, signal.SIGKILL if overdue else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
 
     def read_log(self, item: PollItem, limit: int) -> LogChunk:
         path = self.work_dir(item.handle) / "output.log"
