@@ -18,9 +18,11 @@ Messages are plain dicts of JSON types so they survive any serializer and any la
 from __future__ import annotations
 
 import enum
+import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 # --- queues -----------------------------------------------------------------------------------
@@ -51,6 +53,45 @@ def queue_for_handle(pool: str, target: str, host: str | None) -> str:
 def this_host() -> str:
     """The host name a worker reports and the suffix of its host queue."""
     return socket.gethostname().split(".")[0]
+
+
+# --- the broker, configured alike on both sides ----------------------------------------------
+
+
+def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Celery settings both sides share, from ``ORCH_BROKER_URL``.
+
+    The default broker needs no server (kombu's filesystem transport in ``ORCH_BROKER_DIR``) so
+    the quick start runs on a laptop; deployments use RabbitMQ (``amqp://...``).
+    Delivery is at least once: a message is acknowledged after its task ran, and a worker that
+    dies mid-task gets it redelivered; every task is safe to run twice for that reason.
+    """
+    env = os.environ if env is None else env
+    url = env.get("ORCH_BROKER_URL", "filesystem://")
+    options: dict[str, Any] = {}
+    if url.startswith("filesystem"):
+        folder = Path(env.get("ORCH_BROKER_DIR", "var/broker")).absolute()
+        folder.mkdir(parents=True, exist_ok=True)
+        options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
+                   "control_folder": str(folder / "control"), "polling_interval": 0.1}
+    elif url.startswith(("amqp", "pyamqp")):
+        options = {"confirm_publish": True}  # a publish returns once the broker has it
+    return {
+        "broker_url": url,
+        "broker_transport_options": options,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "result_backend": None,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_default_queue": CONTROL_QUEUE,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
+    }
 
 
 # --- task names (the wire names; each side registers its own function under them) --------------
@@ -211,7 +252,8 @@ class Event:
     at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "", False)}
+        # Leave out what was not seen (None, "", False), but keep a real exit code 0.
+        return {k: v for k, v in asdict(self).items() if v not in (None, "") and v is not False}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:

@@ -1,0 +1,1 @@
+# Clients are django-oauth-toolkit's Applications; each is tied to a user of its own.

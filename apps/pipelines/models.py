@@ -1,0 +1,89 @@
+"""Pipelines and pools, as loaded from ``pipelines/*.yaml`` and ``pipelines/pools/*.yaml``.
+
+A pipeline keeps every version it ever had: an edited file becomes a new version and a
+process points at the version it ran with, never at "the latest".
+"""
+
+from django.db import models
+
+from workers.executors import EXECUTORS
+
+TARGET_CHOICES = [(kind, kind) for kind in EXECUTORS]
+
+
+class Pool(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    target = models.CharField(max_length=32, choices=TARGET_CHOICES)
+    capacity = models.PositiveIntegerField(default=4)
+    settings = models.JSONField(default=dict, blank=True)
+    # Processes QUEUED for longer than this are shown as waiting too long (they do not fail).
+    queued_limit_s = models.PositiveIntegerField(default=600)
+    source_file = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Pipeline(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    # False when its file was removed: it stays for the processes that ran it.
+    active = models.BooleanField(default=True)
+    latest_version = models.ForeignKey(
+        "PipelineVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PipelineVersion(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    label = models.CharField(max_length=50, blank=True, help_text="The file's own version field.")
+    digest = models.CharField(max_length=64, help_text="SHA-256 of the parsed definition.")
+    description = models.TextField(blank=True)
+    target = models.CharField(max_length=32, choices=TARGET_CHOICES)
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="pipeline_versions")
+    run = models.JSONField(default=dict)
+    resources = models.JSONField(default=dict)
+    config_schema = models.JSONField(default=dict)
+    defaults = models.JSONField(default=dict)
+    source_file = models.CharField(max_length=255, blank=True)
+    loaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline__name", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline", "number"], name="one_number_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline.name} v{self.number}"
+
+
+class Worker(models.Model):
+    """The last heartbeat of one worker of a pool."""
+
+    pool = models.CharField(max_length=100)
+    host = models.CharField(max_length=255)
+    target = models.CharField(max_length=32)
+    version = models.CharField(max_length=50, blank=True)
+    capacity = models.PositiveIntegerField(default=0)
+    busy = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["pool", "host"]
+        constraints = [models.UniqueConstraint(fields=["pool", "host"], name="one_worker_per_host")]
+
+    def __str__(self) -> str:
+        return f"{self.pool}@{self.host}"

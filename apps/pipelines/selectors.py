@@ -1,0 +1,64 @@
+"""Reading pipelines."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
+from workers.contract import ACTIVE_STATES, POLLED_STATES, State
+
+
+def pipeline_list() -> QuerySet[Pipeline]:
+    return Pipeline.objects.filter(active=True, latest_version__isnull=False).select_related(
+        "latest_version", "latest_version__pool"
+    )
+
+
+def pipeline_version_get(name: str, number: int | None = None) -> PipelineVersion | None:
+    """The version a new run of ``name`` uses: the latest, or ``number`` when pinned."""
+    versions = PipelineVersion.objects.select_related("pipeline", "pool").filter(
+        pipeline__name=name, pipeline__active=True
+    )
+    if number is not None:
+        return versions.filter(number=number).first()
+    return versions.order_by("-number").first()
+
+
+def live_workers():
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_TIMEOUT_S)
+    return Worker.objects.filter(last_seen__gte=cutoff)
+
+
+def pool_overview() -> list[dict]:
+    """What ``snw ls`` showed: per pool, capacity, live workers, busy slots, queued, running."""
+    from apps.processes.models import Process  # processes depend on pipelines, not back
+
+    counts = defaultdict(int)
+    rows = (Process.objects.filter(state__in=[s.value for s in ACTIVE_STATES])
+            .values("pool", "state").annotate(n=Count("id")))
+    for row in rows:
+        counts[(row["pool"], row["state"])] = row["n"]
+    workers = defaultdict(list)
+    for worker in live_workers():
+        workers[worker.pool].append(worker)
+    overview = []
+    for pool in Pool.objects.all():
+        live = workers.get(pool.name, [])
+        overview.append({
+            "name": pool.name,
+            "target": pool.target,
+            "capacity": pool.capacity,
+            "status": "up" if live else "down",
+            "workers": [{"host": w.host, "version": w.version, "capacity": w.capacity,
+                         "busy": w.busy, "last_seen": w.last_seen} for w in live],
+            "busy": sum(w.busy for w in live),
+            "pending": counts[(pool.name, State.PENDING)],
+            "queued": counts[(pool.name, State.QUEUED)],
+            "running": sum(counts[(pool.name, s)] for s in POLLED_STATES),
+        })
+    return overview

@@ -1,0 +1,121 @@
+"""Writing pipelines and pools: loading the files under PIPELINES_DIR into the database."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from apps.pipelines.definitions import (
+    DefinitionError,
+    PipelineDefinition,
+    parse_pipeline,
+    parse_pool,
+)
+from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)  # "hello v2": new versions
+    unchanged: list[str] = field(default_factory=list)
+    pools: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # file name -> reason
+    retired: list[str] = field(default_factory=list)  # pipelines whose file is gone
+
+
+def pipelines_load(directory: Path | str | None = None) -> LoadReport:
+    """Load every pool and pipeline file. A broken file is reported and skipped; the others
+    still load. An edited pipeline becomes a new version; an unchanged one is left alone."""
+    directory = Path(directory or settings.PIPELINES_DIR)
+    report = LoadReport()
+    for path in sorted((directory / "pools").glob("*.yaml")):
+        try:
+            _pool_save(parse_pool(path))
+            report.pools.append(path.stem)
+        except DefinitionError as exc:
+            report.errors[f"pools/{path.name}"] = str(exc)
+    seen = set()
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            definition = parse_pipeline(path)
+            seen.add(definition.name)
+            version, created = _version_save(definition)
+        except DefinitionError as exc:
+            seen.add(path.stem)  # a broken file still claims its pipeline: do not retire it
+            report.errors[path.name] = str(exc)
+            continue
+        (report.loaded if created else report.unchanged).append(str(version))
+    retired = Pipeline.objects.filter(active=True).exclude(name__in=seen)
+    report.retired = list(retired.values_list("name", flat=True))
+    retired.update(active=False)
+    for name, reason in report.errors.items():
+        log.error("pipeline file %s not loaded: %s", name, reason)
+    return report
+
+
+def _pool_save(definition) -> Pool:
+    pool, _ = Pool.objects.update_or_create(
+        name=definition.name,
+        defaults={
+            "target": definition.target,
+            "capacity": definition.capacity,
+            "settings": definition.settings,
+            "queued_limit_s": definition.queued_limit_s,
+            "source_file": definition.source_file,
+        },
+    )
+    return pool
+
+
+@transaction.atomic
+def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool]:
+    pool = Pool.objects.filter(name=definition.pool).first()
+    if pool is None:
+        raise DefinitionError(f"pool: {definition.pool!r} has no file pipelines/pools/"
+                              f"{definition.pool}.yaml")
+    if pool.target != definition.target:
+        raise DefinitionError(f"pool: {pool.name!r} runs {pool.target}, not {definition.target}")
+    pipeline, _ = Pipeline.objects.get_or_create(name=definition.name)
+    pipeline = Pipeline.objects.select_for_update().select_related("latest_version").get(
+        pk=pipeline.pk
+    )
+    latest = pipeline.latest_version
+    if latest is not None and latest.digest == definition.digest:
+        if not pipeline.active:
+            pipeline.active = True
+            pipeline.save(update_fields=["active"])
+        return latest, False
+    version = PipelineVersion.objects.create(
+        pipeline=pipeline,
+        number=(latest.number + 1) if latest else 1,
+        label=definition.label,
+        digest=definition.digest,
+        description=definition.description,
+        target=definition.target,
+        pool=pool,
+        run=definition.run,
+        resources=definition.resources,
+        config_schema=definition.config_schema,
+        defaults=definition.defaults,
+        source_file=definition.source_file,
+    )
+    pipeline.latest_version = version
+    pipeline.active = True
+    pipeline.save(update_fields=["latest_version", "active"])
+    return version, True
+
+
+def worker_heartbeat(beat) -> None:
+    """Record that a worker of a pool is alive (a ``workers.contract.Heartbeat``)."""
+    Worker.objects.update_or_create(
+        pool=beat.pool, host=beat.host,
+        defaults={"target": beat.target, "version": beat.version, "capacity": beat.capacity,
+                  "busy": beat.busy, "last_seen": datetime.fromtimestamp(beat.at, UTC)},
+    )

@@ -1,0 +1,51 @@
+from django.contrib import admin, messages
+
+from apps.processes.models import Process, ProcessEvent
+from apps.processes.services import process_rerun, process_stop
+
+
+class ProcessEventInline(admin.TabularInline):
+    model = ProcessEvent
+    fields = ["at", "from_state", "to_state", "source", "detail"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Process)
+class ProcessAdmin(admin.ModelAdmin):
+    list_display = ["id", "pipeline", "state", "owner", "pool", "exit_code", "created_at"]
+    list_filter = ["state", "pipeline", "pool"]
+    search_fields = ["id", "handle"]
+    date_hierarchy = "created_at"
+    list_select_related = ["pipeline", "owner"]
+    readonly_fields = [f.name for f in Process._meta.fields if f.name != "idempotency_key"]
+    exclude = ["idempotency_key"]
+    inlines = [ProcessEventInline]
+    actions = ["stop", "rerun"]
+
+    def has_add_permission(self, request):  # runs start through the API or "re-run"
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        # An id search must not cast the uuid column to text: that scans the whole table.
+        import uuid
+
+        try:
+            return queryset.filter(id=uuid.UUID(search_term.strip())), False
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+
+    @admin.action(description="Stop the selected processes")
+    def stop(self, request, queryset):
+        for process in queryset:
+            process_stop(process, source=f"admin:{request.user}")
+        self.message_user(request, f"Stop asked for {queryset.count()} process(es).")
+
+    @admin.action(description="Re-run the selected processes with the same config")
+    def rerun(self, request, queryset):
+        created = [process_rerun(p, owner=request.user) for p in queryset]
+        self.message_user(request, f"Started {len(created)} new process(es).", messages.SUCCESS)

@@ -1,0 +1,157 @@
+"""Applying what workers report. Every event is idempotent: a duplicate, a late one or one
+out of order changes nothing it should not, so at-least-once delivery is safe."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.processes import messaging
+from apps.processes.models import Process, ProcessLogChunk
+from apps.processes.transitions import move
+from workers.contract import Event, State, can_move, is_terminal
+
+log = logging.getLogger(__name__)
+
+
+def events_apply(events: list[Event]) -> int:
+    """Apply a batch of events; returns how many changed a process. One read decides which
+    events bring news, so a poll of a thousand quiet jobs costs one query."""
+    ids = {e.process_id for e in events}
+    current = {str(p.pk): p for p in Process.objects.filter(pk__in=ids).only(
+        "state", "handle", "log_size", "log_cursor", "missing_since")}
+    changed = 0
+    for event in events:
+        process = current.get(event.process_id)
+        if process is None:
+            log.warning("event for unknown process %s ignored", event.process_id)
+        elif _brings_news(process, event):
+            changed += event_apply(event)
+    return changed
+
+
+def _brings_news(process: Process, event: Event) -> bool:
+    if event.missing or process.missing_since is not None:
+        return True
+    if event.handle and not process.handle:
+        return True
+    if event.log_end is not None and event.log_end > process.log_size:
+        return True
+    if event.log_cursor and event.log_cursor != process.log_cursor:
+        return True
+    if event.state is None:
+        return False
+    return can_move(process.state, event.state) or _runs_after_stop(process, event)
+
+
+def _runs_after_stop(process: Process, event: Event) -> bool:
+    """A job that reached its target after its process was stopped (a late submission)."""
+    return (process.state == State.STOPPED and bool(event.handle)
+            and event.state is not None and not is_terminal(event.state))
+
+
+@transaction.atomic
+def event_apply(event: Event) -> bool:
+    process = Process.objects.select_for_update().filter(pk=event.process_id).first()
+    if process is None:
+        return False
+    fields: list[str] = []
+    if event.handle and not process.handle:
+        process.handle, process.host = event.handle, event.host or ""
+        fields += ["handle", "host"]
+    if event.log_end is not None:
+        fields += _log_append(process, event)
+    if event.log_cursor and event.log_cursor != process.log_cursor:
+        process.log_cursor = event.log_cursor
+        fields.append("log_cursor")
+    if event.missing:
+        fields += _missing(process, event)
+    elif process.missing_since is not None and event.state:
+        process.missing_since = None
+        fields.append("missing_since")
+    if event.state:
+        fields += _state(process, event)
+    if fields:
+        process.save(update_fields=sorted(set(fields) | {"updated_at"}))
+    return bool(fields)
+
+
+def _state(process: Process, event: Event) -> list[str]:
+    to = State(event.state)
+    if process.state == State.STOPPING and to == State.RUNNING:
+        return []
+    if _runs_after_stop(process, event):
+        log.info("process %s was stopped before %s started: cancelling it", process.pk,
+                 event.handle)
+        transaction.on_commit(lambda: messaging.send_cancel(process))
+        return []
+    fields = move(process, to, event.source, event.message)
+    if fields and is_terminal(to):
+        process.exit_code = event.exit_code
+        process.message = event.message or _default_message(to, event.exit_code)
+        fields += ["exit_code", "message"]
+    return fields
+
+
+def _default_message(state: State, exit_code: int | None) -> str:
+    if state == State.SUCCEEDED:
+        return "finished"
+    if exit_code is not None:
+        return f"exited with code {exit_code}"
+    return state.value.lower()
+
+
+def _missing(process: Process, event: Event) -> list[str]:
+    """The target no longer knows the handle. The executor already asked its second sources
+    (sacct, the exit-code file); only after a grace period is the job declared gone."""
+    if is_terminal(process.state):
+        return []
+    now = timezone.now()
+    if process.missing_since is None:
+        process.missing_since = now
+        return ["missing_since"]
+    if now - process.missing_since < timedelta(seconds=settings.LOST_GRACE_S):
+        return []
+    to = State.STOPPED if process.state == State.STOPPING else State.LOST
+    reason = f"{event.message}; not seen since {process.missing_since:%Y-%m-%d %H:%M:%S} UTC"
+    fields = move(process, to, event.source, reason)
+    if fields:
+        process.message = reason
+        fields.append("message")
+    return fields
+
+
+def _log_append(process: Process, event: Event) -> list[str]:
+    if event.log_end <= process.log_size:
+        return []  # a duplicate: these bytes are already kept
+    data = event.log.encode()
+    start = max(event.log_offset or 0, process.log_size)
+    text = data[start - (event.log_offset or 0):].decode("utf-8", errors="replace")
+    ProcessLogChunk.objects.create(process=process, offset=start, end=event.log_end, text=text)
+    process.log_size = event.log_end
+    process.log_kept += event.log_end - start
+    fields = ["log_size", "log_kept"]
+    if process.log_kept > settings.LOG_CAP_BYTES:
+        fields += _log_trim(process)
+    return fields
+
+
+def _log_trim(process: Process) -> list[str]:
+    """Drop the oldest chunks after the head until the log fits its cap: the start of a log
+    says what ran, its end says how it ended; the middle goes first."""
+    chunks = ProcessLogChunk.objects.filter(process=process).values_list("id", "offset", "end")
+    drop = []
+    for chunk_id, offset, end in chunks:
+        if process.log_kept <= settings.LOG_CAP_BYTES:
+            break
+        if offset < settings.LOG_HEAD_BYTES or end == process.log_size:
+            continue
+        drop.append(chunk_id)
+        process.log_kept -= end - offset
+    ProcessLogChunk.objects.filter(id__in=drop).delete()
+    process.log_truncated = True
+    return ["log_kept", "log_truncated"]

@@ -1,0 +1,60 @@
+"""The poll loop, run by the beat every POLL_INTERVAL_S: one poll message per pool (or per
+host of a host-bound pool) listing every handle the control plane still waits on, and the
+outbox sweep that publishes again what was committed but never reached the broker."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from apps.pipelines.models import Pool
+from apps.processes import messaging
+from apps.processes.models import Process
+from apps.processes.services import process_publish
+from workers.contract import HOST_BOUND_TARGETS, POLLED_STATES, PollRequest, State
+
+log = logging.getLogger(__name__)
+
+# Handles per poll message: one target call answers for all of them (squeue, docker ps).
+POLL_BATCH = 1000
+REPUBLISH_BATCH = 500
+
+
+def pools_poll() -> int:
+    """Send this round's poll messages; returns how many were sent."""
+    processes = (
+        Process.objects.filter(state__in=POLLED_STATES)
+        .exclude(handle="")
+        .select_related("pipeline_version")
+        .only("id", "handle", "host", "pool", "target", "log_size", "log_cursor",
+              "stop_requested_at", "started_at", "submitted_at", "pipeline_version__resources")
+    )
+    groups: dict[tuple[str, str, str | None], list] = defaultdict(list)
+    for process in processes.iterator(chunk_size=2000):
+        host = process.host or None if process.target in HOST_BOUND_TARGETS else None
+        groups[(process.pool, process.target, host)].append(messaging.poll_item(process))
+    pool_settings = dict(Pool.objects.values_list("name", "settings"))
+    sent = 0
+    for (pool, target, host), items in groups.items():
+        for start in range(0, len(items), POLL_BATCH):
+            request = PollRequest(pool=pool, target=target, host=host,
+                                  items=items[start:start + POLL_BATCH],
+                                  pool_settings=pool_settings.get(pool, {}))
+            messaging.send_poll(request)
+            sent += 1
+    return sent
+
+
+def outbox_sweep() -> int:
+    """Publish again the processes still PENDING a while after they were committed (the broker
+    was down, or the web process died between commit and publish). A second copy of a job spec
+    is harmless: submission finds the job it already started."""
+    cutoff = timezone.now() - timedelta(seconds=settings.REPUBLISH_AFTER_S)
+    stale = (Process.objects.filter(state=State.PENDING, created_at__lt=cutoff)
+             .select_related("pipeline", "pipeline_version", "pipeline_version__pool")
+             .order_by("created_at")[:REPUBLISH_BATCH])
+    return sum(process_publish(process) for process in stale)

@@ -1,0 +1,133 @@
+"""Writing processes: create, publish, stop, re-run. Views, admin actions and tasks call
+these and nothing else writes a process (worker events go through events.py)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.pipelines.definitions import config_errors
+from apps.pipelines.selectors import pipeline_list, pipeline_version_get
+from apps.processes import messaging
+from apps.processes.models import Process, ProcessEvent
+from apps.processes.transitions import transition
+from workers.contract import POLLED_STATES, State, is_terminal
+
+log = logging.getLogger(__name__)
+
+
+def merge_config(defaults: dict, used: dict) -> dict:
+    """The user's config over the pipeline's defaults; nested mappings merge key by key."""
+    merged = copy.deepcopy(defaults)
+    for key, value in used.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def idempotency_scope(owner, application) -> str:
+    return f"app-{application.pk}" if application is not None else f"user-{owner.pk}"
+
+
+def process_create(
+    *, pipeline: str, used_config: dict, owner=None, application=None,
+    version: int | None = None, idempotency_key: str | None = None, source: str = "api",
+) -> tuple[Process, bool]:
+    """Validate and persist a run, then publish it once the row is committed.
+
+    Returns (process, created). With an ``idempotency_key`` already used by this client, the
+    first process is returned and nothing is created. Raises ValidationError naming the field.
+    """
+    key = f"{idempotency_scope(owner, application)}/{idempotency_key}" if idempotency_key else None
+    if key and (first := Process.objects.filter(idempotency_key=key).first()):
+        return first, False
+    pipeline_version = pipeline_version_get(pipeline, version)
+    if pipeline_version is None:
+        known = ", ".join(pipeline_list().values_list("name", flat=True)) or "none loaded"
+        field = "version" if version is not None and pipeline_version_get(pipeline) else "pipeline"
+        wanted = f"{pipeline!r} version {version}" if field == "version" else repr(pipeline)
+        raise ValidationError({field: [f"Unknown pipeline {wanted}. Known pipelines: {known}."]})
+    config = merge_config(pipeline_version.defaults, used_config)
+    errors = config_errors(pipeline_version.config_schema, config)
+    if errors:
+        raise ValidationError({"used_config": errors})
+    try:
+        with transaction.atomic():
+            process = Process.objects.create(
+                pipeline=pipeline_version.pipeline,
+                pipeline_version=pipeline_version,
+                owner=owner,
+                application=application,
+                used_config=config,
+                target=pipeline_version.target,
+                pool=pipeline_version.pool.name,
+                idempotency_key=key,
+            )
+            ProcessEvent.objects.create(
+                process=process, to_state=State.PENDING, source=source,
+                detail=f"{pipeline_version} by {owner or application or 'anonymous'}",
+            )
+            transaction.on_commit(lambda: process_publish(process))
+    except IntegrityError:
+        if key and (first := Process.objects.filter(idempotency_key=key).first()):
+            return first, False  # the same key won a race a moment ago
+        raise
+    return process, True
+
+
+def process_publish(process: Process) -> bool:
+    """Send the job spec to the pool's queue and mark the process QUEUED. A failure leaves it
+    PENDING, and the outbox sweep of the poll loop sends it again."""
+    try:
+        messaging.send_job_spec(process)
+    except Exception as exc:  # the broker is down: the sweep retries, the API still answers
+        log.warning("process %s not published yet: %s", process.id, exc)
+        return False
+    transition(process.pk, State.QUEUED, "control", f"sent to pool {process.pool}")
+    process.refresh_from_db(fields=["state", "queued_at", "updated_at"])
+    return True
+
+
+def process_stop(process: Process, source: str = "api") -> Process:
+    """Ask for a stop. Idempotent: a finished process is left as it is.
+
+    A process not yet on its target ends STOPPED at once (a late submission is cancelled when
+    its event arrives); one on its target goes STOPPING and the cancel reaches its host. The
+    poll loop repeats the stop until the target confirms, so a worker that was down still
+    carries it out when it returns.
+    """
+    if is_terminal(process.state):
+        return process
+    if State(process.state) in POLLED_STATES and process.handle:
+        transition(process.pk, State.STOPPING, source, "stop requested",
+                   stop_requested_at=timezone.now())
+        process.refresh_from_db()
+        _send_cancel_quietly(process)
+    else:
+        transition(process.pk, State.STOPPED, source, "stopped before it reached its target",
+                   stop_requested_at=timezone.now(), message="stopped before it started")
+        process.refresh_from_db()
+    return process
+
+
+def process_rerun(process: Process, *, owner=None, application=None) -> Process:
+    """A new process of the same pipeline version with the same config."""
+    new, _ = process_create(
+        pipeline=process.pipeline.name, version=process.pipeline_version.number,
+        used_config=process.used_config, owner=owner or process.owner,
+        application=application, source=f"re-run of {process.id}",
+    )
+    return new
+
+
+def _send_cancel_quietly(process: Process) -> None:
+    try:
+        messaging.send_cancel(process)
+    except Exception as exc:  # the poll loop carries the stop request on every round
+        log.warning("cancel of %s not sent now, the next poll carries it: %s", process.id, exc)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Start, stop or show the orchestration processes on this machine:
+#   web (gunicorn), control consumer, beat, and one worker of the local pool.
+#   deploy/stack.sh start | stop | status
+# Settings come from the environment (.env, env.template); with none set, the embedded
+# default is used: SQLite and a file-system broker under var/, no server needed.
+# Each process's pid is kept in var/run/<name>.pid and its output in var/log/<name>.log;
+# stop signals only those pids.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+PORT=${ORCH_PORT:-8000}
+RUN=var/run
+LOGS=var/log
+mkdir -p "$RUN" "$LOGS"
+
+running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+launch() {
+  local name=$1; shift
+  if running "$name"; then echo "  $name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+  nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+  echo "  $name started (pid $!, log $LOGS/$name.log)"
+}
+
+start() {
+  "$PY" manage.py migrate --noinput -v0
+  "$PY" manage.py collectstatic --noinput -v0
+  "$PY" manage.py load_pipelines
+  launch web "$PY" -m gunicorn orchestration.wsgi --bind "127.0.0.1:$PORT" --workers 2 \
+    --threads 4 --access-logfile - --graceful-timeout 5
+  launch control "$PY" -m celery -A orchestration worker --queues=control --pool=threads \
+    --concurrency=4 --hostname="control@%h" --without-gossip --without-mingle --loglevel=INFO
+  launch beat "$PY" -m celery -A orchestration beat --loglevel=INFO \
+    --schedule="var/celerybeat-schedule"
+  launch worker-local "$PY" -m workers --pool local
+}
+
+stop() {
+  for name in worker-local beat control web; do
+    if running "$name"; then
+      kill "$(cat "$RUN/$name.pid")" && echo "  $name stopped"
+    fi
+    rm -f "$RUN/$name.pid"
+  done
+}
+
+status() {
+  for name in web control beat worker-local; do
+    if running "$name"; then echo "  $name running (pid $(cat "$RUN/$name.pid"))"
+    else echo "  $name not running"; fi
+  done
+}
+
+case "${1:-status}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,15 @@
+"""The control plane's Celery app: consumes ``control`` (worker events, heartbeats) and runs
+the beat's poll loop. Settings come from Django's, under the ``CELERY_`` namespace."""
+
+import os
+
+from celery import Celery
+
+from workers.contract import celery_config
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestration.settings")
+
+app = Celery("orchestration")
+app.conf.update(celery_config())
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["apps.processes"])

@@ -1,0 +1,49 @@
+"""Each worker tells the control plane, every few seconds, that it is alive: pool, host,
+version, capacity and busy slots. A pool with no live worker is shown as down."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery import bootsteps
+
+from workers import __version__
+from workers.contract import CONTROL_QUEUE, TASK_HEARTBEAT, Heartbeat, this_host
+
+log = logging.getLogger(__name__)
+
+INTERVAL_S = float(os.environ.get("ORCH_HEARTBEAT_INTERVAL_S", "10"))
+
+
+def install(app, *, pool: str, target: str) -> None:
+    if not pool:
+        return
+
+    class HeartbeatStep(bootsteps.StartStopStep):
+        requires = {"celery.worker.components:Timer"}
+
+        def __init__(self, worker, **kwargs):
+            super().__init__(worker, **kwargs)
+            self.tref = None
+
+        def start(self, worker):
+            self.beat(worker)
+            self.tref = worker.timer.call_repeatedly(INTERVAL_S, self.beat, (worker,))
+
+        def stop(self, worker):
+            if self.tref is not None:
+                self.tref.cancel()
+
+        def beat(self, worker):
+            from celery.worker.state import active_requests
+
+            beat = Heartbeat(pool=pool, host=this_host(), target=target, version=__version__,
+                             capacity=worker.concurrency or 1, busy=len(active_requests))
+            try:
+                app.send_task(TASK_HEARTBEAT, args=[beat.to_dict()], queue=CONTROL_QUEUE,
+                              expires=INTERVAL_S * 3)
+            except Exception as exc:  # the broker is away: the next beat tries again
+                log.warning("heartbeat not sent: %s", exc)
+
+    app.steps["worker"].add(HeartbeatStep)

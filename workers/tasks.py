@@ -1,0 +1,89 @@
+"""The worker's tasks: thin, each hands a contract message to one executor call.
+
+Job specs arrive at least once (acks_late, reject_on_worker_lost): ``submit`` is safe twice
+because ``Executor.submit`` finds the job it already started. Polls and cancels are
+idempotent by nature. No task waits for a job to run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from workers.celery_app import app
+from workers.contract import (
+    TASK_CANCEL,
+    TASK_POLL,
+    TASK_SUBMIT,
+    Event,
+    JobSpec,
+    PollRequest,
+    State,
+    is_terminal,
+)
+from workers.events import send_events
+from workers.executors import get_executor
+from workers.executors.base import ExecutorError
+
+log = logging.getLogger(__name__)
+
+SUBMIT_RETRY_MAX_S = 300
+
+
+@app.task(name=TASK_SUBMIT, bind=True, max_retries=None)
+def submit(self, spec_data: dict) -> str | None:
+    spec = JobSpec.from_dict(spec_data)
+    source = f"worker:{self.request.hostname or spec.pool}"
+    try:
+        executor = get_executor(spec.target, spec.pool, spec.pool_settings)
+        submission = executor.submit(spec)
+    except ExecutorError as exc:
+        if not exc.permanent:
+            countdown = min(2 ** self.request.retries, SUBMIT_RETRY_MAX_S)
+            log.warning("submit of %s failed, retry in %s s: %s", spec.process_id, countdown, exc)
+            raise self.retry(exc=exc, countdown=countdown) from exc
+        send_events(app, [Event(spec.process_id, source, state=State.FAILED, message=str(exc))])
+        return None
+    except ValueError as exc:  # an unknown target: nothing this worker can ever run
+        send_events(app, [Event(spec.process_id, source, state=State.FAILED, message=str(exc))])
+        return None
+    host = submission.host or executor.host
+    events = [Event(spec.process_id, source, state=State.SUBMITTED, handle=submission.handle,
+                    host=host, message=submission.message)]
+    if submission.state != State.SUBMITTED:
+        events.append(Event(spec.process_id, source, state=submission.state,
+                            handle=submission.handle, host=host))
+    send_events(app, events)
+    return submission.handle
+
+
+@app.task(name=TASK_POLL, acks_late=False)
+def poll(request_data: dict) -> int:
+    """Answer for every handle of the request with one batched target call."""
+    return _poll(PollRequest.from_dict(request_data))
+
+
+@app.task(name=TASK_CANCEL)
+def cancel(request_data: dict) -> int:
+    """A poll whose items all ask for a stop: the stop is carried out and reported at once."""
+    request = PollRequest.from_dict(request_data)
+    for item in request.items:
+        item.stop_requested = True
+    return _poll(request)
+
+
+def _poll(request: PollRequest) -> int:
+    executor = get_executor(request.target, request.pool, request.pool_settings)
+    try:
+        events = executor.poll(request.items)
+    except ExecutorError as exc:  # a failed poll decides nothing; the next round asks again
+        log.warning("poll of pool %s failed: %s", request.pool, exc)
+        return 0
+    send_events(app, events)
+    handles = {item.process_id: item.handle for item in request.items}
+    for event in events:
+        if event.state and is_terminal(event.state):
+            try:
+                executor.release(handles[event.process_id])
+            except ExecutorError as exc:
+                log.warning("release of %s failed: %s", handles[event.process_id], exc)
+    return len(events)
