@@ -83,9 +83,8 @@ def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool
     if pool.target != definition.target:
         raise DefinitionError(f"pool: {pool.name!r} runs {pool.target}, not {definition.target}")
     pipeline, _ = Pipeline.objects.get_or_create(name=definition.name)
-    pipeline = Pipeline.objects.select_for_update().select_related("latest_version").get(
-        pk=pipeline.pk
-    )
+    locked = Pipeline.objects.select_for_update(of=("self",)).select_related("latest_version")
+    pipeline = locked.get(pk=pipeline.pk)
     latest = pipeline.latest_version
     if latest is not None and latest.digest == definition.digest:
         if not pipeline.active:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with its development extras, idempotently: a second
+# run with an unchanged pyproject.toml takes well under a second.
+#   deploy/bootstrap.sh [EXTRAS]      (default: dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS=${1:-dev}
+PYTHON=${PYTHON:-python3}
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "bootstrap: Python 3.11 or newer is needed as '$PYTHON' (set PYTHON=...)" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PYTHON" -m venv .venv 2>/dev/null; then  # Debian keeps venv in its own package
+    rm -rf .venv
+    apt-get -o DPkg::Lock::Timeout=300 install -y --no-install-recommends python3-venv >/dev/null
+    "$PYTHON" -m venv .venv
+  fi
+fi
+stamp=".venv/.installed-$EXTRAS-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "bootstrap: installing orchestration[$EXTRAS] into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

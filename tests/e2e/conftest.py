@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.e2e import stack
+from workers.contract import CONTROL_QUEUE, host_queue, pool_queue, this_host
+
+
+@pytest.fixture(scope="session")
+def stack_env(django_db_setup, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("stack")
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=stack.database_url(),
+        ORCH_POLL_INTERVAL_S="0.5",
+        ORCH_HEARTBEAT_INTERVAL_S="1",
+        ORCH_LOST_GRACE_S="30",
+        ORCH_WORK_ROOT=str(run_dir / "work"),
+        PYTHONUNBUFFERED="1",
+    )
+    stack.purge_queues([CONTROL_QUEUE, pool_queue("local"), host_queue("local", this_host())])
+    return env, run_dir
+
+
+@pytest.fixture(scope="session")
+def control_plane(stack_env):
+    env, run_dir = stack_env
+    services = [stack.control_consumer(env, run_dir).start(), stack.beat(env, run_dir).start()]
+    yield services
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def local_worker(stack_env, control_plane):
+    env, run_dir = stack_env
+    worker = stack.worker(env, run_dir).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def work_root(stack_env):
+    return stack_env[0]["ORCH_WORK_ROOT"]

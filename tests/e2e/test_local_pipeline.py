@@ -1,0 +1,152 @@
+"""A pipeline run end to end, as a client sees it, through real processes: the API (in the
+test process), RabbitMQ, the control consumer and beat, and a worker of the local pool."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from apps.processes import messaging
+from apps.processes.models import Process
+from tests.e2e.stack import wait_until
+from workers.contract import State, is_terminal
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+PROCESSES = "/api/processes/"
+
+
+@pytest.fixture
+def run(api, local_worker):
+    """run(pipeline, config) -> process id, posted through the API."""
+
+    def post(pipeline: str, config: dict | None = None) -> str:
+        response = api.post(PROCESSES, {"pipeline": pipeline, "used_config": config or {}},
+                            format="json")
+        assert response.status_code == 201, response.content
+        return response.json()["id"]
+
+    return post
+
+
+def state_of(pid: str) -> str:
+    return Process.objects.get(pk=pid).state
+
+
+def wait_for_state(pid: str, *states: str, timeout: float = 60) -> Process:
+    wait_until(lambda: state_of(pid) in states, timeout, what=f"{pid} to reach {states}")
+    return Process.objects.get(pk=pid)
+
+
+def wait_for_end(pid: str, timeout: float = 60) -> Process:
+    wait_until(lambda: is_terminal(state_of(pid)), timeout, what=f"{pid} to end")
+    return Process.objects.get(pk=pid)
+
+
+def path_of(api, pid: str) -> list[str]:
+    return [e["to_state"] for e in api.get(f"{PROCESSES}{pid}/events/").json()]
+
+
+def runner_alive(work_root: str, pid: str) -> bool:
+    pid_file = Path(work_root) / pid / "pid"
+    if not pid_file.exists():
+        return False
+    runner = int(pid_file.read_text().split()[0])
+    try:
+        return str(Path(work_root) / pid).encode() in Path(f"/proc/{runner}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def test_hello_runs_end_to_end_with_its_logs(api, run):
+    pid = run("hello", {"name": "Ada"})
+    process = wait_for_end(pid)
+    assert process.state == State.SUCCEEDED and process.exit_code == 0
+    assert path_of(api, pid) == ["PENDING", "QUEUED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
+    status = api.get(f"{PROCESSES}{pid}/status/").json()
+    assert status["state"] == "SUCCEEDED" and status["finished"] is True
+    wait_until(lambda: "Hello, Ada!" in api.get(f"{PROCESSES}{pid}/logs/").json()["text"],
+               what="the log")
+
+
+def test_a_failing_job_ends_failed_with_its_exit_code(api, run):
+    process = wait_for_end(run("fail", {"exit_code": 3}))
+    assert process.state == State.FAILED
+    assert process.exit_code == 3
+    assert "3" in process.message
+
+
+def test_real_work_on_a_file(api, run):
+    pid = run("checksum", {"path": "/etc/hostname", "top": 1})
+    assert wait_for_end(pid).state == State.SUCCEEDED
+    text = wait_until(lambda: api.get(f"{PROCESSES}{pid}/logs/").json()["text"], what="logs")
+    assert '"sha256"' in text and '"/etc/hostname"' in text
+
+
+def test_stop_of_a_running_job_ends_it_stopped(api, run, work_root):
+    pid = run("sleep", {"seconds": 120})
+    wait_for_state(pid, State.RUNNING)
+    response = api.post(f"{PROCESSES}{pid}/stop/")
+    assert response.status_code == 200
+    assert response.json()["state"] in ("STOPPING", "STOPPED")
+    process = wait_for_end(pid)
+    assert process.state == State.STOPPED
+    assert not runner_alive(work_root, pid)
+    assert path_of(api, pid)[-2:] == ["STOPPING", "STOPPED"]
+    again = api.post(f"{PROCESSES}{pid}/stop/")  # idempotent
+    assert again.status_code == 200 and again.json()["state"] == "STOPPED"
+
+
+def test_a_job_spec_delivered_twice_runs_once(api, run, work_root):
+    pid = run("sleep", {"seconds": 2})
+    process = Process.objects.select_related("pipeline", "pipeline_version__pool").get(pk=pid)
+    messaging.send_job_spec(process)  # the redelivery after a late acknowledgement
+    messaging.send_job_spec(process)
+    assert wait_for_end(pid).state == State.SUCCEEDED
+    log = wait_until(lambda: "done" in (t := api.get(f"{PROCESSES}{pid}/logs/").json()["text"])
+                     and t, what="the whole log")
+    assert log.count("slept 0 of 2 s") == 1
+    assert path_of(api, pid).count("SUBMITTED") == 1
+
+
+def test_a_worker_killed_while_its_job_runs_loses_and_doubles_nothing(
+    api, run, local_worker, work_root
+):
+    pid = run("sleep", {"seconds": 4})
+    wait_for_state(pid, State.RUNNING)
+    local_worker.kill(signal.SIGKILL)
+    assert runner_alive(work_root, pid), "the job must not die with its worker"
+    local_worker.start()
+    process = wait_for_end(pid)
+    assert process.state == State.SUCCEEDED
+    log = wait_until(lambda: "done" in (t := api.get(f"{PROCESSES}{pid}/logs/").json()["text"])
+                     and t, what="the whole log")
+    assert log.count("slept 0 of 4 s") == 1
+    assert len([p for p in Path(work_root).iterdir() if p.name == pid]) == 1
+
+
+def test_a_stop_asked_while_the_worker_is_down_is_carried_out_when_it_returns(
+    api, run, local_worker, work_root
+):
+    pid = run("sleep", {"seconds": 120})
+    wait_for_state(pid, State.RUNNING)
+    local_worker.kill(signal.SIGKILL)
+    assert api.post(f"{PROCESSES}{pid}/stop/").json()["state"] == "STOPPING"
+    local_worker.start()
+    assert wait_for_end(pid).state == State.STOPPED
+    assert not runner_alive(work_root, pid)
+
+
+def test_health_and_pools_show_the_live_worker(api, client, local_worker):
+    def local_pool_live():
+        return client.get("/api/health/").json()["pools"].get("local", {}).get("workers")
+
+    wait_until(local_pool_live, what="a heartbeat of the local pool")
+    health = client.get("/api/health/").json()
+    assert health["status"] == "ok" and health["broker"]["ok"] and health["database"]["ok"]
+    pools = {p["name"]: p for p in api.get("/api/pools/").json()}
+    assert pools["local"]["status"] == "up"
+    assert pools["local"]["workers"][0]["host"] == os.uname().nodename.split(".")[0]

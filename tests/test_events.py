@@ -1,0 +1,135 @@
+"""What workers report, applied by the control plane: forward only, idempotent, logs kept
+once, a vanished job declared LOST only after a grace period."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.processes import events as events_module
+from apps.processes.events import events_apply
+from apps.processes.models import Process
+from apps.processes.selectors import process_log_read
+from apps.processes.services import process_create, process_stop
+from workers.contract import Event, State, can_move
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def process(pipelines, django_user_model):
+    owner = django_user_model.objects.create(username="someone")
+    created, _ = process_create(pipeline="sleep", used_config={"seconds": 1}, owner=owner)
+    return created
+
+
+def apply(process, **fields):
+    events_apply([Event(process_id=str(process.pk), source="test", **fields)])
+    process.refresh_from_db()
+    return process
+
+
+def history(process):
+    return [(e.from_state, e.to_state) for e in process.events.all()]
+
+
+def test_the_state_machine_only_moves_forward():
+    path = [State.PENDING, State.QUEUED, State.SUBMITTED, State.RUNNING, State.STOPPING]
+    for earlier, later in zip(path, path[1:], strict=False):
+        assert can_move(earlier, later) and not can_move(later, earlier)
+    for end in (State.SUCCEEDED, State.FAILED, State.STOPPED, State.LOST):
+        assert can_move(State.RUNNING, end)
+        assert not any(can_move(end, other) for other in State)
+
+
+def test_the_whole_path_is_recorded_once(process):
+    apply(process, state="SUBMITTED", handle="h1", host="node1")
+    apply(process, state="RUNNING")
+    apply(process, state="SUCCEEDED", exit_code=0)
+    assert process.state == State.SUCCEEDED and process.exit_code == 0
+    assert process.handle == "h1" and process.host == "node1"
+    assert history(process) == [("", "PENDING"), ("PENDING", "SUBMITTED"),
+                                ("SUBMITTED", "RUNNING"), ("RUNNING", "SUCCEEDED")]
+    assert process.started_at and process.finished_at
+
+
+def test_duplicate_and_late_events_change_nothing(process):
+    apply(process, state="SUBMITTED", handle="h1")
+    apply(process, state="RUNNING")
+    apply(process, state="FAILED", exit_code=3, message="exited with code 3")
+    before = history(process)
+    apply(process, state="RUNNING")  # a late poll answer
+    apply(process, state="SUBMITTED", handle="other")  # a late duplicate submission
+    apply(process, state="SUCCEEDED", exit_code=0)  # two terminal states never swap
+    apply(process, state="FAILED", exit_code=3)
+    assert process.state == State.FAILED and process.exit_code == 3
+    assert process.handle == "h1"
+    assert history(process) == before
+
+
+def test_log_bytes_are_kept_once_in_order(process):
+    apply(process, state="RUNNING", handle="h1")
+    apply(process, log="hello\n", log_offset=0, log_end=6)
+    apply(process, log="hello\n", log_offset=0, log_end=6)  # the same chunk twice
+    apply(process, log="lo\nwörld\n", log_offset=3, log_end=13)  # overlapping
+    assert process.log_size == 13
+    assert process_log_read(process)["text"] == "hello\nwörld\n"
+    tail = process_log_read(process, offset=6)
+    assert tail["text"] == "wörld\n" and tail["next_offset"] == 13
+
+
+def test_a_long_log_keeps_its_head_and_its_end(process, settings):
+    settings.LOG_CAP_BYTES, settings.LOG_HEAD_BYTES = 100, 20
+    apply(process, state="RUNNING", handle="h1")
+    offset = 0
+    for i in range(20):
+        line = f"line {i:02d} ........\n"
+        apply(process, log=line, log_offset=offset, log_end=offset + len(line))
+        offset += len(line)
+    log = process_log_read(process)
+    assert log["truncated"] and log["skipped"] > 0
+    assert log["text"].startswith("line 00") and log["text"].endswith("line 19 ........\n")
+    assert process.log_kept <= 100
+
+
+def test_a_missing_job_is_lost_only_after_the_grace_period(process, settings):
+    settings.LOST_GRACE_S = 60
+    apply(process, state="RUNNING", handle="h1")
+    apply(process, missing=True, message="squeue does not know h1")
+    assert process.state == State.RUNNING and process.missing_since is not None
+    apply(process, state="RUNNING")  # seen again: the clock restarts
+    assert process.missing_since is None
+    apply(process, missing=True, message="gone")
+    Process.objects.filter(pk=process.pk).update(
+        missing_since=timezone.now() - timedelta(seconds=61))
+    apply(process, missing=True, message="gone")
+    assert process.state == State.LOST
+    assert "gone" in process.message
+
+
+def test_a_job_that_started_after_its_stop_is_cancelled(process, monkeypatch,
+                                                        django_capture_on_commit_callbacks):
+    cancelled = []
+    monkeypatch.setattr(events_module.messaging, "send_cancel", cancelled.append)
+    process_stop(process)
+    process.refresh_from_db()
+    assert process.state == State.STOPPED
+    with django_capture_on_commit_callbacks(execute=True):
+        apply(process, state="SUBMITTED", handle="late-job", host="node1")
+    assert [p.pk for p in cancelled] == [process.pk]
+    assert process.state == State.STOPPED
+
+
+def test_stop_of_a_running_process_goes_through_stopping(process, monkeypatch):
+    sent = []
+    monkeypatch.setattr("apps.processes.services.messaging.send_cancel", sent.append)
+    apply(process, state="SUBMITTED", handle="h1")
+    apply(process, state="RUNNING")
+    stopped = process_stop(process)
+    assert stopped.state == State.STOPPING and len(sent) == 1
+    apply(process, state="RUNNING")  # a poll that crossed the stop
+    assert process.state == State.STOPPING
+    apply(process, state="STOPPED", exit_code=143)
+    assert process.state == State.STOPPED
