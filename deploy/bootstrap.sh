@@ -21,8 +21,13 @@ fi
 stamp=".venv/.installed-$EXTRAS-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing orchestration[$EXTRAS] into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  mkdir -p var
+  if ! { .venv/bin/python -m pip install -q --upgrade pip \
+         && .venv/bin/python -m pip install -q -e ".[$EXTRAS]"; } >var/bootstrap.log 2>&1; then
+    tail -n 30 var/bootstrap.log >&2
+    echo "bootstrap: pip install failed (whole output in var/bootstrap.log)" >&2
+    exit 1
+  fi
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
