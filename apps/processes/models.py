@@ -64,7 +64,7 @@ class Process(models.Model):
             models.Index(fields=["pipeline", "-created_at"], name="process_pipeline_created"),
             models.Index(
                 fields=["state", "pool"], name="process_active",
-                condition=Q(state__in=[s.value for s in ACTIVE_STATES]),
+                condition=Q(state__in=sorted(s.value for s in ACTIVE_STATES)),
             ),
         ]
 
