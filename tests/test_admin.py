@@ -1,0 +1,63 @@
+"""The admin as an operator uses it: find processes, read their history, stop and re-run."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.processes.models import Process
+from apps.processes.services import process_create
+from workers.contract import State
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/processes/process/"
+
+
+@pytest.fixture
+def operator(client, admin_user, pipelines):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def two_processes(admin_user, pipelines):
+    sleep, _ = process_create(pipeline="sleep", used_config={"seconds": 5}, owner=admin_user)
+    hello, _ = process_create(pipeline="hello", used_config={}, owner=admin_user)
+    Process.objects.filter(pk=hello.pk).update(state=State.SUCCEEDED)
+    return sleep, hello
+
+
+def test_changelist_filters_by_state_and_pipeline_and_finds_by_id(operator, two_processes):
+    sleep, hello = two_processes
+    page = operator.get(CHANGELIST).content.decode()
+    assert str(sleep.pk) in page and str(hello.pk) in page
+    page = operator.get(CHANGELIST, {"state__exact": "SUCCEEDED"}).content.decode()
+    assert str(hello.pk) in page and str(sleep.pk) not in page
+    page = operator.get(CHANGELIST, {"pipeline__id__exact": sleep.pipeline_id}).content.decode()
+    assert str(sleep.pk) in page and str(hello.pk) not in page
+    page = operator.get(CHANGELIST, {"q": str(hello.pk)}).content.decode()
+    assert str(hello.pk) in page and str(sleep.pk) not in page
+
+
+def test_a_process_page_shows_its_event_history(operator, two_processes):
+    sleep, _ = two_processes
+    page = operator.get(f"{CHANGELIST}{sleep.pk}/change/")
+    assert page.status_code == 200
+    assert "PENDING" in page.content.decode()
+    assert "sleep v1 by admin" in page.content.decode()
+
+
+def test_stop_and_rerun_actions(operator, two_processes):
+    sleep, hello = two_processes
+    operator.post(CHANGELIST, {"action": "stop", "_selected_action": [sleep.pk]})
+    sleep.refresh_from_db()
+    assert sleep.state == State.STOPPED
+    operator.post(CHANGELIST, {"action": "rerun", "_selected_action": [hello.pk]})
+    reruns = Process.objects.filter(pipeline__name="hello").exclude(pk=hello.pk)
+    assert reruns.count() == 1
+    assert reruns.get().used_config == hello.used_config
+
+
+def test_pipelines_and_oauth_applications_are_in_the_admin(operator):
+    assert "hello" in operator.get("/admin/pipelines/pipeline/").content.decode()
+    assert operator.get("/admin/oauth2_provider/application/").status_code == 200
