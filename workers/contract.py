@@ -206,6 +206,11 @@ class PollItem:
     time_limit_s: int | None = None
 
 
+# Handles per poll message at most. A request with fewer lists every handle of its pool (and
+# host): only then may a worker treat what is not listed as orphaned.
+POLL_BATCH_MAX = 1000
+
+
 @dataclass
 class PollRequest:
     pool: str
@@ -214,6 +219,11 @@ class PollRequest:
     items: list[PollItem]
     pool_settings: dict[str, Any] = field(default_factory=dict)
     sent_at: float = field(default_factory=time.time)
+
+    @property
+    def complete(self) -> bool:
+        """True when this request lists every live handle of its pool (and host)."""
+        return len(self.items) < POLL_BATCH_MAX
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,6 +8,7 @@ idempotent by nature. No task waits for a job to run.
 from __future__ import annotations
 
 import logging
+import time
 
 from workers.celery_app import app
 from workers.contract import (
@@ -86,4 +87,29 @@ def _poll(request: PollRequest) -> int:
                 executor.release(handles[event.process_id])
             except ExecutorError as exc:
                 log.warning("release of %s failed: %s", handles[event.process_id], exc)
+    _reap_orphans(executor, request)
     return len(events)
+
+
+# Seconds between two orphan sweeps of one pool on this worker.
+REAP_EVERY_S = 60
+_last_reap: dict[str, float] = {}
+
+
+def _reap_orphans(executor, request: PollRequest) -> None:
+    """Targets that list their jobs by our label (Docker) remove the jobs no polled process
+    claims, after the executor's own grace period. Only a request that lists every live
+    handle of the pool can tell an orphan from a job of another batch."""
+    reap = getattr(executor, "reap_orphans", None)
+    now = time.monotonic()
+    recent = now - _last_reap.get(request.pool, -REAP_EVERY_S) < REAP_EVERY_S
+    if reap is None or not request.complete or recent:
+        return
+    _last_reap[request.pool] = now
+    try:
+        reaped = reap({item.process_id for item in request.items})
+    except ExecutorError as exc:
+        log.warning("orphan sweep of pool %s failed: %s", request.pool, exc)
+        return
+    if reaped:
+        log.warning("pool %s: removed orphaned jobs of processes %s", request.pool, reaped)

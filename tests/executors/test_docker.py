@@ -1,0 +1,335 @@
+"""The docker target passes the shared executor contract, plus what is its own.
+
+Runs against the real container engine at DOCKER_HOST (deploy/container-engine.sh starts
+Podman's Docker-compatible service and builds the images used here); fails when none answers.
+Each test runs in a pool of its own and removes that pool's containers afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+import pytest
+from docker.errors import DockerException, NotFound
+
+import workers.executors.docker as docker_module
+from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from workers.contract import JobSpec, PollItem, Resources, State
+from workers.executors.base import ExecutorError
+from workers.executors.docker import LABEL_POOL, LABEL_PROCESS, DockerExecutor
+
+BUSYBOX = "orchestration/busybox:latest"
+PYTHON = "orchestration/python:latest"
+COMMANDS = {
+    "ok": ["sh", "-c", 'echo "hello from $ORCH_PROCESS_ID"'],
+    "fail": ["sh", "-c", "echo failing; exit 3"],
+    "sleep": ["sleep", "60"],
+}
+
+
+@pytest.fixture(scope="session")
+def engine():
+    """A client of the engine the executor will use, or a failed test saying how to start it."""
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+        client.images.get(BUSYBOX)
+        client.images.get(PYTHON)
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket (DOCKER_HOST is not set)")
+        pytest.fail(
+            f"no usable container engine at {where}: {exc}. Start it with "
+            "`eval \"$(deploy/container-engine.sh)\"` (Podman serving the Docker API, with the "
+            f"{BUSYBOX} and {PYTHON} images), then run the tests again.",
+            pytrace=False,
+        )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def pool(engine):
+    name = f"test-docker-{uuid.uuid4().hex[:8]}"
+    yield name
+    for found in engine.api.containers(all=True, filters={"label": [f"{LABEL_POOL}={name}"]}):
+        engine.api.remove_container(found["Id"], force=True, v=True)
+
+
+@pytest.fixture
+def executor(pool, tmp_path):
+    return DockerExecutor(pool, {"work_root": str(tmp_path), "network": "none"})
+
+
+@pytest.fixture
+def make_spec(pool):
+    def make(kind, **fields):
+        fields.setdefault("command", COMMANDS.get(kind, []))
+        fields.setdefault("image", BUSYBOX)
+        return JobSpec(
+            process_id=str(uuid.uuid4()), pipeline=kind, version=1, target="docker",
+            pool=pool, **fields,
+        )
+
+    return make
+
+
+@pytest.fixture
+def unknown_handle():
+    return uuid.uuid4().hex * 2  # shaped like a container id
+
+
+class TestDockerContract(ExecutorContract):
+    pass
+
+
+def inspect(engine, handle):
+    return engine.api.inspect_container(handle)
+
+
+def run_to_end(executor, spec, **poll_fields):
+    sub = executor.submit(spec)
+    item = item_for(spec, sub.handle, **poll_fields)
+    return sub, item, poll_until(executor, item, ended)
+
+
+def test_container_carries_the_process_and_pool_labels(executor, make_spec, engine):
+    spec = make_spec("sleep")
+    sub = executor.submit(spec)
+    labels = inspect(engine, sub.handle)["Config"]["Labels"]
+    assert labels[LABEL_PROCESS] == spec.process_id
+    assert labels[LABEL_POOL] == executor.pool
+    executor.cancel(sub.handle)
+
+
+def test_config_is_a_read_only_file_named_by_the_environment(executor, make_spec, tmp_path):
+    hostile = "$(touch /orch/work/pwned); `touch /orch/work/pwned`; rm -rf /"
+    script = (
+        'cat "$ORCH_CONFIG_FILE"; echo; '
+        'if echo tampered > "$ORCH_CONFIG_FILE"; then echo WRITABLE; else echo READ-ONLY; fi'
+    )
+    spec = make_spec("config", command=["sh", "-c", script], config={"name": hostile, "n": 3})
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED
+    output = full_log(events)
+    assert json.loads(output.splitlines()[0]) == spec.config
+    assert "READ-ONLY" in output and "WRITABLE" not in output
+    assert not any(tmp_path.rglob("pwned"))
+
+
+def test_python_job_reads_its_config_and_writes_to_its_work_dir(executor, make_spec, tmp_path):
+    code = (
+        "import json, os\n"
+        "config = json.load(open(os.environ['ORCH_CONFIG_FILE']))\n"
+        "words = config['text'].split()\n"
+        "out = os.path.join(os.environ['ORCH_WORK_DIR'], 'count.json')\n"
+        "json.dump({'words': len(words)}, open(out, 'w'))\n"
+        "print('words:', len(words))\n"
+    )
+    spec = make_spec("py", image=PYTHON, command=["python3", "-c", code],
+                     config={"text": "to be or not to be"})
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED, full_log(events)
+    assert "words: 6" in full_log(events)
+    written = tmp_path / spec.process_id / "work" / "count.json"
+    assert json.loads(written.read_text()) == {"words": 6}
+
+
+def test_a_script_runs_with_sh(executor, make_spec):
+    spec = make_spec("script", command=[], script='echo "from a script: $ORCH_PROCESS_ID"\n')
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED
+    assert f"from a script: {spec.process_id}" in full_log(events)
+
+
+def test_resources_reach_the_container(executor, make_spec, engine):
+    spec = make_spec("sleep", resources=Resources(cpus=0.5, memory_mb=64, time_limit_s=600))
+    sub = executor.submit(spec)
+    host_config = inspect(engine, sub.handle)["HostConfig"]
+    assert host_config["Memory"] == 64 * 1024 * 1024
+    assert host_config["NanoCpus"] == 500_000_000
+    assert host_config["Init"] is True
+    executor.cancel(sub.handle)
+
+
+def test_a_missing_image_is_a_permanent_error_naming_it(executor, make_spec, engine):
+    spec = make_spec("ok", image="orchestration/no-such-image:1.0")
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    assert "orchestration/no-such-image:1.0" in str(raised.value)
+    assert not engine.api.containers(
+        all=True, filters={"label": [f"{LABEL_PROCESS}={spec.process_id}"]})
+
+
+def test_a_command_that_does_not_exist_fails_with_a_message_naming_it(executor, make_spec):
+    spec = make_spec("bad", command=["/nonexistent/tool", "--flag"])
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.FAILED
+    assert "could not be started" in events[-1].message
+    assert "/nonexistent/tool" in events[-1].message
+
+
+def test_out_of_memory_is_reported_as_killed(executor, make_spec):
+    grow = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"
+    spec = make_spec("oom", command=["sh", "-c", grow],
+                     resources=Resources(memory_mb=16, time_limit_s=600))
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.FAILED
+    assert events[-1].exit_code == 137
+    assert "killed" in events[-1].message and "out of memory" in events[-1].message
+    assert "16 MB" in events[-1].message
+    assert "survived" not in full_log(events)
+
+
+def test_time_limit_is_enforced_by_the_poller(executor, make_spec, engine):
+    spec = make_spec("sleep", resources=Resources(time_limit_s=1))
+    sub = executor.submit(spec)
+    item = item_for(spec, sub.handle)
+    events = poll_until(executor, item, ended, timeout=30)
+    assert events[-1].state == State.FAILED
+    assert "time limit of 1 s exceeded" in events[-1].message
+    assert inspect(engine, sub.handle)["State"]["Running"] is False
+
+
+def test_stop_ends_the_command_by_sigterm_through_the_init(executor, make_spec):
+    """With an init in the container, SIGTERM reaches the command and it ends at once
+    (exit 143), instead of the init ignoring it until SIGKILL after the grace (exit 137)."""
+    spec = make_spec("sleep")
+    sub = executor.submit(spec)
+    item = item_for(spec, sub.handle, stop_requested=True)
+    poll_until(executor, item, lambda e: e.state == State.RUNNING)
+    events = poll_until(executor, item, ended)
+    assert events[-1].state == State.STOPPED
+    assert events[-1].exit_code == 143
+
+
+def test_stop_of_a_command_ignoring_sigterm_ends_with_sigkill(pool, tmp_path, make_spec):
+    executor = DockerExecutor(pool, {"work_root": str(tmp_path), "stop_grace_s": 1})
+    spec = make_spec("stubborn", command=["sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+    sub = executor.submit(spec)
+    item = item_for(spec, sub.handle, stop_requested=True)
+    events = poll_until(executor, item, ended, timeout=30)
+    assert events[-1].state == State.STOPPED
+    assert events[-1].exit_code == 137
+
+
+def test_container_is_kept_until_released_after_its_logs(executor, make_spec, engine):
+    spec = make_spec("ok")
+    sub, item, events = run_to_end(executor, spec)
+    assert f"hello from {spec.process_id}" in full_log(events)
+    # Ended, but kept: the logs can still be read from the start.
+    assert inspect(engine, sub.handle)["State"]["Running"] is False
+    item.log_offset = 0
+    (again,) = executor.poll([item])
+    assert f"hello from {spec.process_id}" in again.log
+    executor.release(sub.handle)
+    with pytest.raises(NotFound):
+        inspect(engine, sub.handle)
+    # Released, and still known: a late duplicate of the job spec starts nothing.
+    assert executor.submit(spec).handle == sub.handle
+    assert not engine.api.containers(
+        all=True, filters={"label": [f"{LABEL_PROCESS}={spec.process_id}"]})
+
+
+def test_release_leaves_a_running_container_alone(executor, make_spec, engine):
+    spec = make_spec("sleep")
+    sub = executor.submit(spec)
+    executor.release(sub.handle)
+    assert inspect(engine, sub.handle)["State"]["Running"] is True
+    executor.cancel(sub.handle)
+
+
+def test_one_list_call_answers_for_many_containers(executor, make_spec):
+    specs = [make_spec("sleep") for _ in range(6)]
+    items = [item_for(s, executor.submit(s).handle) for s in specs]
+    calls = []
+    executor.client.api.hooks["response"].append(
+        lambda response, *args, **kwargs: calls.append(response.request.path_url))
+    statuses = executor.statuses(items)
+    assert len(calls) == 1, calls
+    assert calls[0].split("?")[0].endswith("/containers/json")
+    assert [statuses[i.handle].state for i in items] == [State.RUNNING] * len(items)
+    calls.clear()  # a whole poll adds one log read per container, nothing more
+    assert [e.state for e in executor.poll(items)] == [State.RUNNING] * len(items)
+    paths = sorted(call.split("?")[0].rsplit("/", 1)[-1] for call in calls)
+    assert paths == ["json"] + ["logs"] * len(items), calls
+    for item in items:
+        executor.cancel(item.handle)
+
+
+def test_a_restarted_worker_finds_and_polls_the_container(executor, make_spec):
+    spec = make_spec("sleep")
+    sub = executor.submit(spec)
+    restarted = DockerExecutor(executor.pool, executor.settings)
+    assert restarted.find(spec).handle == sub.handle
+    (event,) = restarted.poll([item_for(spec, sub.handle)])
+    assert event.state == State.RUNNING
+    restarted.cancel(sub.handle)
+
+
+def test_a_container_created_by_a_submit_that_died_is_started(executor, make_spec, monkeypatch):
+    """A worker killed between creating and starting the container: the container stays
+    "created"; once it is older than the start grace, the next delivery starts it."""
+    spec = make_spec("ok")
+    run_dir = executor._prepare_run_dir(spec)
+    handle = executor._create(spec, run_dir)  # the submit that died got this far
+    monkeypatch.setattr(docker_module, "CREATED_GRACE_S", 0)
+    assert executor.submit(spec).handle == handle
+    events = poll_until(executor, item_for(spec, handle), ended)
+    assert events[-1].state == State.SUCCEEDED
+    assert f"hello from {spec.process_id}" in full_log(events)
+
+
+def test_poll_fails_loudly_when_the_engine_does_not_answer(tmp_path):
+    executor = DockerExecutor("nowhere", {"docker_host": "unix:///nonexistent/engine.sock",
+                                          "api_version": "1.41", "work_root": str(tmp_path)})
+    item = PollItem(process_id="p", handle="h", submitted_at=time.time())
+    with pytest.raises(ExecutorError) as raised:
+        executor.poll([item])
+    assert not raised.value.permanent
+    assert "/nonexistent/engine.sock" in str(raised.value)
+
+
+def test_reaper_removes_only_old_containers_of_unpolled_processes(executor, make_spec, engine):
+    kept, orphan = make_spec("sleep"), make_spec("sleep")
+    kept_handle = executor.submit(kept).handle
+    orphan_handle = executor.submit(orphan).handle
+    assert executor.reap_orphans([kept.process_id], grace_s=3600) == []  # too young
+    assert executor.reap_orphans([kept.process_id], grace_s=0) == [orphan.process_id]
+    with pytest.raises(NotFound):
+        inspect(engine, orphan_handle)
+    assert inspect(engine, kept_handle)["State"]["Running"] is True
+    (event,) = executor.poll([item_for(orphan, orphan_handle)])
+    assert event.missing  # the control plane is told plainly, should it ask again
+    executor.cancel(kept_handle)
+
+
+def test_stop_of_a_container_that_never_started_gives_stopped(executor, make_spec, engine,
+                                                               monkeypatch):
+    spec = make_spec("ok")
+    handle = executor._create(spec, executor._prepare_run_dir(spec))  # its submit died here
+    executor.cancel(handle)
+    monkeypatch.setattr(docker_module, "CREATED_GRACE_S", 0)  # old enough to be started
+    events = poll_until(executor, item_for(spec, handle), ended)
+    assert events[-1].state == State.STOPPED
+    assert executor.submit(spec).handle == handle
+    assert inspect(engine, handle)["State"]["Status"] == "created"  # never started
+
+
+def test_two_deliveries_at_once_give_one_container(executor, make_spec, engine):
+    spec = make_spec("sleep")
+    with ThreadPoolExecutor(2) as pool:
+        subs = list(pool.map(lambda _: DockerExecutor(executor.pool, executor.settings)
+                             .submit(spec), range(2)))
+    assert subs[0].handle == subs[1].handle
+    found = engine.api.containers(
+        all=True, filters={"label": [f"{LABEL_PROCESS}={spec.process_id}"]})
+    assert [c["Id"] for c in found] == [subs[0].handle]
+    (event,) = executor.poll([item_for(spec, subs[0].handle)])
+    assert event.state == State.RUNNING
+    executor.cancel(subs[0].handle)
