@@ -10,18 +10,30 @@ import argparse
 import os
 
 from workers.contract import HOST_BOUND_TARGETS, host_queue, pool_queue, this_host
+from workers.executors import EXECUTORS
+
+
+def target_of(pool: str) -> str | None:
+    """The target kind a pool's name starts with: the longest kind that fits wins, so
+    ``slurm-rest`` is slurm_rest and ``slurm-main`` is slurm."""
+    name = pool.replace("-", "_")
+    fits = [kind for kind in EXECUTORS if name == kind or name.startswith(kind + "_")]
+    return max(fits, key=len, default=None)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.split("\n")[0])
     parser.add_argument("--pool", required=True, help="the pool this worker serves")
-    parser.add_argument("--target", help="the pool's target kind (default: the pool's name "
-                        "if it is a target kind, e.g. 'local')")
+    parser.add_argument("--target", choices=sorted(EXECUTORS),
+                        help="the pool's target kind (default: read from the pool's name: "
+                        "local, docker-main, slurm-rest, ecs-spot)")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="tasks at once (submissions and polls; running jobs hold none)")
     parser.add_argument("--loglevel", default=os.environ.get("LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
-    target = args.target or args.pool.split("-")[0]
+    target = args.target or target_of(args.pool)
+    if target is None:
+        parser.error(f"cannot tell the target of pool {args.pool!r} from its name: add --target")
     os.environ["ORCH_POOL"], os.environ["ORCH_TARGET"] = args.pool, target
     queues = [pool_queue(args.pool)]
     if target in HOST_BOUND_TARGETS:
