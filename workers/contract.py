@@ -169,6 +169,8 @@ class JobSpec:
     image: str = ""
     script: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    # Secret env values, sealed (workers.secrets); opened by the worker only to start the job.
+    secret_env: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     pool_settings: dict[str, Any] = field(default_factory=dict)

@@ -24,6 +24,7 @@ from workers.contract import (
 from workers.events import send_events
 from workers.executors import get_executor
 from workers.executors.base import ExecutorError
+from workers.secrets import SecretsError, unseal
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ SUBMIT_RETRY_MAX_S = 300
 def submit(self, spec_data: dict) -> str | None:
     spec = JobSpec.from_dict(spec_data)
     source = f"worker:{self.request.hostname or spec.pool}"
+    try:
+        spec.env, spec.secret_env = {**spec.env, **unseal(spec.secret_env)}, ""
+    except SecretsError as exc:
+        send_events(app, [Event(spec.process_id, source, state=State.FAILED, message=str(exc))])
+        return None
     try:
         executor = get_executor(spec.target, spec.pool, spec.pool_settings)
         submission = executor.submit(spec)

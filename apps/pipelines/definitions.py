@@ -16,6 +16,7 @@ import yaml
 from workers.executors import EXECUTORS
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MEMORY_UNITS_MB = {"": 1, "m": 1, "mb": 1, "mi": 1, "mib": 1, "g": 1024, "gb": 1024,
                    "gi": 1024, "gib": 1024, "k": 1 / 1024, "kb": 1 / 1024, "ki": 1 / 1024}
 DURATION_UNITS_S = {"": 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -47,11 +48,14 @@ class PipelineDefinition:
     resources: dict[str, Any]
     config_schema: dict[str, Any]
     defaults: dict[str, Any]
+    secrets: list[str]
     source_file: str
 
     @property
     def digest(self) -> str:
-        content = {k: v for k, v in vars(self).items() if k != "source_file"}
+        # Fields left empty do not count, so adding an optional field later does not turn every
+        # unchanged file into a new version.
+        content = {k: v for k, v in vars(self).items() if k != "source_file" and v != []}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -82,7 +86,7 @@ def parse_pool(path: Path) -> PoolDefinition:
 def parse_pipeline(path: Path) -> PipelineDefinition:
     data = read_yaml(path)
     unknown = set(data) - {"name", "version", "description", "target", "pool", "run",
-                           "resources", "config_schema", "defaults"}
+                           "resources", "config_schema", "defaults", "secrets"}
     if unknown:
         raise DefinitionError(f"unknown keys: {', '.join(sorted(unknown))}")
     name = _name(data, path)
@@ -111,6 +115,7 @@ def parse_pipeline(path: Path) -> PipelineDefinition:
         resources=parse_resources(data.get("resources") or {}),
         config_schema=schema,
         defaults=defaults,
+        secrets=_secrets(data.get("secrets")),
         source_file=path.name,
     )
 
@@ -177,6 +182,17 @@ def _target(data: dict[str, Any]) -> str:
     if target not in EXECUTORS:
         raise DefinitionError(f"target: {target!r} is not one of {', '.join(EXECUTORS)}")
     return target
+
+
+def _secrets(names: Any) -> list[str]:
+    """Names of the secret env values a run may be given (``secrets: [API_TOKEN]``)."""
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and ENV_NAME_RE.match(n) for n in names
+    ):
+        raise DefinitionError("secrets: must be a list of environment variable names")
+    return sorted(set(names))
 
 
 def _run(run: Any) -> dict[str, Any]:

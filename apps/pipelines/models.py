@@ -56,6 +56,8 @@ class PipelineVersion(models.Model):
     resources = models.JSONField(default=dict)
     config_schema = models.JSONField(default=dict)
     defaults = models.JSONField(default=dict)
+    # Names of the secret env values a run may be given; their values live sealed on the run.
+    secrets = models.JSONField(default=list, blank=True)
     source_file = models.CharField(max_length=255, blank=True)
     loaded_at = models.DateTimeField(auto_now_add=True)
 

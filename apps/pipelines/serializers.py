@@ -21,11 +21,12 @@ class PipelineSerializer(serializers.ModelSerializer):
     resources = serializers.JSONField(source="latest_version.resources")
     config_schema = serializers.JSONField(source="latest_version.config_schema")
     defaults = serializers.JSONField(source="latest_version.defaults")
+    secrets = serializers.JSONField(source="latest_version.secrets")
 
     class Meta:
         model = Pipeline
         fields = ["name", "version", "label", "description", "target", "pool", "run",
-                  "resources", "config_schema", "defaults"]
+                  "resources", "config_schema", "defaults", "secrets"]
 
 
 class PipelineDetailSerializer(PipelineSerializer):

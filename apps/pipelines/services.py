@@ -103,6 +103,7 @@ def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool
         resources=definition.resources,
         config_schema=definition.config_schema,
         defaults=definition.defaults,
+        secrets=definition.secrets,
         source_file=definition.source_file,
     )
     pipeline.latest_version = version
