@@ -138,16 +138,19 @@ class Executor(ABC):
             event.missing = True
             event.message = status.message or f"{self.target} does not know handle {item.handle}"
             return event
-        if item.stop_requested and not is_terminal(status.state):
+        if item.stop_requested and (status.state is None or not is_terminal(status.state)):
             self._cancel_quietly(item.handle)
         chunk = self._read_log_quietly(item)
+        log_drained = chunk is not None and len(chunk.data) < LOG_CHUNK_BYTES
+        chunk = chunk or LogChunk()
         text, used = decode_log(chunk.data)
         if used:
             event.log, event.log_offset = text, item.log_offset
             event.log_end = item.log_offset + used
         if chunk.cursor:
             event.log_cursor = chunk.cursor
-        log_drained = len(chunk.data) < LOG_CHUNK_BYTES
+        # A job's end is reported only with its last log bytes: while more may be unread (a
+        # full chunk, or a read that failed), the terminal state waits for the next poll.
         if status.state is not None and (not is_terminal(status.state) or log_drained):
             event.state = status.state
             event.exit_code = status.exit_code
@@ -160,12 +163,12 @@ class Executor(ABC):
         except ExecutorError as exc:  # asked again on the next poll
             log.warning("cancel of %s failed: %s", handle, exc)
 
-    def _read_log_quietly(self, item: PollItem) -> LogChunk:
+    def _read_log_quietly(self, item: PollItem) -> LogChunk | None:
         try:
             return self.read_log(item, LOG_CHUNK_BYTES)
-        except ExecutorError as exc:  # logs come on a later poll
+        except ExecutorError as exc:  # None: the logs come on a later poll
             log.warning("log read of %s failed: %s", item.handle, exc)
-            return LogChunk()
+            return None
 
 
 def time_limit_passed(item: PollItem, now: float | None = None) -> bool:
