@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start, stop or show the orchestration processes on this machine:
-#   web (gunicorn), control consumer, beat, and one worker of the local pool.
+#   web (gunicorn), control consumer, beat, and one worker per pool of ORCH_POOLS.
 #   deploy/stack.sh start | stop | status
+#   ORCH_POOLS="local docker-main" deploy/stack.sh start      (default: local)
 # Settings come from the environment (.env, env.template); with none set, the embedded
 # default is used: SQLite and a file-system broker under var/, no server needed.
 # Each process's pid is kept in var/run/<name>.pid and its output in var/log/<name>.log;
@@ -10,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 PORT=${ORCH_PORT:-8000}
+POOLS=${ORCH_POOLS:-local}
 RUN=var/run
 LOGS=var/log
 mkdir -p "$RUN" "$LOGS"
@@ -34,11 +36,18 @@ start() {
     --concurrency=4 --hostname="control@%h" --without-gossip --without-mingle --loglevel=INFO
   launch beat "$PY" -m celery -A orchestration beat --loglevel=INFO \
     --schedule="var/celerybeat-schedule"
-  launch worker-local "$PY" -m workers --pool local
+  for pool in $POOLS; do
+    launch "worker-$pool" "$PY" -m workers --pool "$pool"
+  done
+}
+
+services() {  # everything with a pid file, workers first
+  for pid in "$RUN"/worker-*.pid; do [ -e "$pid" ] && basename "$pid" .pid; done
+  echo beat control web
 }
 
 stop() {
-  for name in worker-local beat control web; do
+  for name in $(services); do
     if running "$name"; then
       kill "$(cat "$RUN/$name.pid")" && echo "  $name stopped"
     fi
@@ -47,7 +56,7 @@ stop() {
 }
 
 status() {
-  for name in web control beat worker-local; do
+  for name in $(services); do
     if running "$name"; then echo "  $name running (pid $(cat "$RUN/$name.pid"))"
     else echo "  $name not running"; fi
   done
