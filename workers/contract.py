@@ -87,6 +87,11 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # After a broker restart with tasks running, Celery lowers the prefetch count and raises
+        # it again from the pool's threads as each task ends: with --pool=threads those calls
+        # share the consumer's connection with the main loop and the worker hangs, consuming
+        # nothing, with messages unacknowledged (drill 3). Keep the prefetch count as it is.
+        "worker_enable_prefetch_count_reduction": False,
         "task_default_queue": CONTROL_QUEUE,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

@@ -3,12 +3,20 @@
 Job specs arrive at least once (acks_late, reject_on_worker_lost): ``submit`` is safe twice
 because ``Executor.submit`` finds the job it already started. Polls and cancels are
 idempotent by nature. No task waits for a job to run.
+
+A submission's events are the only way the control plane learns the job's handle: a job spec
+is acknowledged only once they are with the broker; if they cannot be sent, the spec goes back
+to its queue and its next delivery finds the job and reports it. A poll whose events cannot be
+sent releases nothing; the next round asks again.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+
+from celery.exceptions import Reject
 
 from workers.celery_app import app
 from workers.contract import (
@@ -29,6 +37,8 @@ from workers.secrets import SecretsError, unseal
 log = logging.getLogger(__name__)
 
 SUBMIT_RETRY_MAX_S = 300
+# Seconds between attempts to send a submission's events while the broker is away.
+EVENT_SEND_BACKOFF_S = (0.5, 1, 2, 4)
 
 
 @app.task(name=TASK_SUBMIT, bind=True, max_retries=None)
@@ -38,7 +48,8 @@ def submit(self, spec_data: dict) -> str | None:
     try:
         spec.env, spec.secret_env = {**spec.env, **unseal(spec.secret_env)}, ""
     except SecretsError as exc:
-        send_events(app, [Event(spec.process_id, source, state=State.FAILED, message=str(exc))])
+        _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
+                                      message=str(exc))])
         return None
     try:
         executor = get_executor(spec.target, spec.pool, spec.pool_settings)
@@ -48,10 +59,12 @@ def submit(self, spec_data: dict) -> str | None:
             countdown = min(2 ** self.request.retries, SUBMIT_RETRY_MAX_S)
             log.warning("submit of %s failed, retry in %s s: %s", spec.process_id, countdown, exc)
             raise self.retry(exc=exc, countdown=countdown) from exc
-        send_events(app, [Event(spec.process_id, source, state=State.FAILED, message=str(exc))])
+        _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
+                                      message=str(exc))])
         return None
     except ValueError as exc:  # an unknown target: nothing this worker can ever run
-        send_events(app, [Event(spec.process_id, source, state=State.FAILED, message=str(exc))])
+        _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
+                                      message=str(exc))])
         return None
     host = submission.host or executor.host
     events = [Event(spec.process_id, source, state=State.SUBMITTED, handle=submission.handle,
@@ -59,14 +72,51 @@ def submit(self, spec_data: dict) -> str | None:
     if submission.state != State.SUBMITTED:
         events.append(Event(spec.process_id, source, state=submission.state,
                             handle=submission.handle, host=host))
-    send_events(app, events)
+    _send_or_requeue(spec, events)
     return submission.handle
+
+
+def _send_or_requeue(spec: JobSpec, events: list[Event]) -> None:
+    """Send a submission's events, trying again for a few seconds while the broker is away.
+    If they still cannot be sent, the job spec is rejected back to its queue rather than
+    acknowledged: acknowledging it would leave its process QUEUED, its job running unseen."""
+    for pause in (*EVENT_SEND_BACKOFF_S, None):
+        try:
+            send_events(app, events)
+            return
+        except Exception as exc:  # kombu raises several kinds; every one means "not sent"
+            if pause is None:
+                log.warning("events of %s not sent, job spec requeued: %s", spec.process_id, exc)
+                raise Reject(str(exc), requeue=True) from exc
+            log.warning("events of %s not sent, again in %s s: %s", spec.process_id, pause, exc)
+            time.sleep(pause)
 
 
 @app.task(name=TASK_POLL, acks_late=False)
 def poll(request_data: dict) -> int:
-    """Answer for every handle of the request with one batched target call."""
-    return _poll(PollRequest.from_dict(request_data))
+    """Answer for every handle of the request with one batched target call.
+
+    A poll that arrives while this worker still runs the previous poll of the same handles
+    (a throttled API retrying with backoff) is dropped: it would ask the same question again
+    and hold one more slot, until polls fill every slot and no submission is served. The
+    running poll answers; the next round asks again."""
+    request = PollRequest.from_dict(request_data)
+    key = (request.pool, request.host, request.items[0].process_id if request.items else "")
+    with _polls_lock:
+        if key in _polls_running:
+            log.info("poll of pool %s dropped: its previous poll still runs", request.pool)
+            return 0
+        _polls_running.add(key)
+    try:
+        return _poll(request)
+    finally:
+        with _polls_lock:
+            _polls_running.discard(key)
+
+
+# The polls running in this worker, by (pool, host, first process id of the batch).
+_polls_running: set[tuple[str, str | None, str]] = set()
+_polls_lock = threading.Lock()
 
 
 @app.task(name=TASK_CANCEL)
@@ -85,7 +135,11 @@ def _poll(request: PollRequest) -> int:
     except ExecutorError as exc:  # a failed poll decides nothing; the next round asks again
         log.warning("poll of pool %s failed: %s", request.pool, exc)
         return 0
-    send_events(app, events)
+    try:
+        send_events(app, events)
+    except Exception as exc:  # the broker is away: release nothing, the next round asks again
+        log.warning("events of a poll of pool %s not sent: %s", request.pool, exc)
+        return 0
     handles = {item.process_id: item.handle for item in request.items}
     for event in events:
         if event.state and is_terminal(event.state):

@@ -6,7 +6,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
@@ -34,6 +34,16 @@ def live_workers():
     return Worker.objects.filter(last_seen__gte=cutoff)
 
 
+def queued_too_long(now=None) -> Q:
+    """Processes QUEUED for longer than their pool's ``queued_limit_s``: shown as waiting too
+    long (no live worker, a full pool, a lost job spec), never failed for it."""
+    now = now or timezone.now()
+    condition = Q(pk__in=[])
+    for name, limit in Pool.objects.values_list("name", "queued_limit_s"):
+        condition |= Q(pool=name, queued_at__lt=now - timedelta(seconds=limit))
+    return Q(state=State.QUEUED) & condition
+
+
 def pool_overview() -> list[dict]:
     """What ``snw ls`` showed: per pool, capacity, live workers, busy slots, queued, running."""
     from apps.processes.models import Process  # processes depend on pipelines, not back
@@ -43,6 +53,8 @@ def pool_overview() -> list[dict]:
             .values("pool", "state").annotate(n=Count("id")))
     for row in rows:
         counts[(row["pool"], row["state"])] = row["n"]
+    too_long = dict(Process.objects.filter(queued_too_long()).values("pool")
+                    .annotate(n=Count("id")).values_list("pool", "n"))
     workers = defaultdict(list)
     for worker in live_workers():
         workers[worker.pool].append(worker)
@@ -59,6 +71,7 @@ def pool_overview() -> list[dict]:
             "busy": sum(w.busy for w in live),
             "pending": counts[(pool.name, State.PENDING)],
             "queued": counts[(pool.name, State.QUEUED)],
+            "waiting_too_long": too_long.get(pool.name, 0),
             "running": sum(counts[(pool.name, s)] for s in POLLED_STATES),
         })
     return overview

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 
+from apps.pipelines.selectors import queued_too_long
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.services import process_rerun, process_stop
 
@@ -15,10 +16,25 @@ class ProcessEventInline(admin.TabularInline):
         return False
 
 
+class WaitingTooLongFilter(admin.SimpleListFilter):
+    """QUEUED for longer than the pool's ``queued_limit``: no live worker, or a full pool."""
+
+    title = "waiting too long"
+    parameter_name = "waiting_too_long"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "QUEUED longer than the pool's limit")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(queued_too_long())
+        return queryset
+
+
 @admin.register(Process)
 class ProcessAdmin(admin.ModelAdmin):
     list_display = ["id", "pipeline", "state", "owner", "pool", "exit_code", "created_at"]
-    list_filter = ["state", "pipeline", "pool"]
+    list_filter = ["state", WaitingTooLongFilter, "pipeline", "pool"]
     search_fields = ["id", "handle"]
     date_hierarchy = "created_at"
     list_select_related = ["pipeline", "owner"]

@@ -42,7 +42,10 @@ def job_spec(process: Process) -> JobSpec:
 
 def send_job_spec(process: Process) -> None:
     spec = job_spec(process)
-    app.send_task(TASK_SUBMIT, args=[spec.to_dict()], queue=pool_queue(spec.pool))
+    # A short argsrepr: Celery would otherwise format the whole spec (config included) for
+    # its logs on every publish.
+    app.send_task(TASK_SUBMIT, args=[spec.to_dict()], queue=pool_queue(spec.pool),
+                  argsrepr=f"[job spec of {spec.process_id}]")
 
 
 def poll_item(process: Process, stop: bool = False) -> PollItem:
@@ -62,10 +65,11 @@ def send_poll(request: PollRequest, *, cancel: bool = False) -> None:
     """One message for many handles of one pool (and host). Polls expire: a worker that was
     down gets the next round, not a backlog of stale ones. Cancels do not expire."""
     queue = queue_for_handle(request.pool, request.target, request.host)
+    argsrepr = f"[{len(request.items)} handles of pool {request.pool}]"
     if cancel:
-        app.send_task(TASK_CANCEL, args=[request.to_dict()], queue=queue)
+        app.send_task(TASK_CANCEL, args=[request.to_dict()], queue=queue, argsrepr=argsrepr)
     else:
-        app.send_task(TASK_POLL, args=[request.to_dict()], queue=queue,
+        app.send_task(TASK_POLL, args=[request.to_dict()], queue=queue, argsrepr=argsrepr,
                       expires=settings.POLL_INTERVAL_S * 5)
 
 

@@ -30,6 +30,7 @@ def pools_poll() -> int:
         Process.objects.filter(state__in=POLLED_STATES)
         .exclude(handle="")
         .select_related("pipeline_version")
+        .order_by("id")  # the same batches each round: a worker tells a repeated poll by them
         .only("id", "handle", "host", "pool", "target", "log_size", "log_cursor",
               "stop_requested_at", "started_at", "submitted_at", "pipeline_version__resources")
     )

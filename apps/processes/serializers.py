@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
+from apps.pipelines.models import Pool
 from apps.processes.models import Process, ProcessEvent
+from workers.contract import State
 
 
 class StrictCharField(serializers.CharField):
@@ -61,6 +65,7 @@ class ProcessSerializer(serializers.ModelSerializer):
     pipeline = serializers.CharField(source="pipeline.name")
     pipeline_version = serializers.IntegerField(source="pipeline_version.number")
     owner = serializers.CharField(source="owner.username", default=None)
+    waiting_too_long = serializers.SerializerMethodField()
     urls = serializers.SerializerMethodField()
 
     class Meta:
@@ -68,15 +73,65 @@ class ProcessSerializer(serializers.ModelSerializer):
         fields = [
             "id", "pipeline", "pipeline_version", "state", "used_config", "owner", "pool",
             "target", "handle", "host", "exit_code", "message", "log_size", "created_at",
-            "queued_at", "submitted_at", "started_at", "finished_at", "updated_at", "urls",
+            "queued_at", "submitted_at", "started_at", "finished_at", "updated_at",
+            "waiting_too_long", "urls",
         ]
 
+    def get_waiting_too_long(self, process) -> bool:
+        """QUEUED for longer than its pool's ``queued_limit``: it waits, it is not failed."""
+        if process.state != State.QUEUED or process.queued_at is None:
+            return False
+        limits = self.context.get("queued_limits")
+        if limits is None:  # one query per response, shared by every process of a page
+            limits = dict(Pool.objects.values_list("name", "queued_limit_s"))
+            self.context["queued_limits"] = limits
+        limit = limits.get(process.pool)
+        return limit is not None and timezone.now() - process.queued_at > timedelta(seconds=limit)
+
     def get_urls(self, process):
-        request = self.context.get("request")
+        base = self.context.get("processes_url")
+        if base is None:  # one reverse per response: the router's URLs of one process
+            base = reverse("process-list", request=self.context.get("request"))
+            self.context["processes_url"] = base
+        detail = f"{base}{process.pk}/"
+        return {"detail": detail, **{name: f"{detail}{name}/" for name in ACTIONS}}
+
+    def to_representation(self, process):
+        """The fields of Meta.fields, written out: a page of 50 processes is this serializer's
+        hot path, and DRF's field machinery cost more than the query behind the page."""
         return {
-            name: reverse(f"process-{name}", args=[process.pk], request=request)
-            for name in ("detail", "status", "stop", "events", "logs")
+            "id": str(process.pk),
+            "pipeline": process.pipeline.name,
+            "pipeline_version": process.pipeline_version.number,
+            "state": process.state,
+            "used_config": process.used_config,
+            "owner": process.owner.username if process.owner_id else None,
+            "pool": process.pool,
+            "target": process.target,
+            "handle": process.handle,
+            "host": process.host,
+            "exit_code": process.exit_code,
+            "message": process.message,
+            "log_size": process.log_size,
+            "created_at": _when(process.created_at),
+            "queued_at": _when(process.queued_at),
+            "submitted_at": _when(process.submitted_at),
+            "started_at": _when(process.started_at),
+            "finished_at": _when(process.finished_at),
+            "updated_at": _when(process.updated_at),
+            "waiting_too_long": self.get_waiting_too_long(process),
+            "urls": self.get_urls(process),
         }
+
+
+# The actions of a process, as the router names them under its detail URL.
+ACTIONS = ("status", "stop", "events", "logs")
+_DATETIME = serializers.DateTimeField()
+
+
+def _when(value):
+    """A timestamp exactly as DRF's DateTimeField writes it (None stays None)."""
+    return None if value is None else _DATETIME.to_representation(value)
 
 
 class ProcessStatusSerializer(serializers.ModelSerializer):

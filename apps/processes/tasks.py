@@ -3,6 +3,8 @@ names of ``workers.contract`` so workers send to them without importing this cod
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError
@@ -11,6 +13,8 @@ from apps.pipelines.services import pipelines_load, worker_heartbeat
 from apps.processes.events import events_apply
 from apps.processes.polling import outbox_sweep, pools_poll
 from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, Event, Heartbeat
+
+log = logging.getLogger(__name__)
 
 # A database outage delays events, it never drops them: the task is retried with backoff, and
 # its message is acknowledged only once the events are committed (acks_late).
@@ -29,13 +33,23 @@ def apply_events(events: list[dict]) -> int:
 
 @shared_task(name=TASK_HEARTBEAT, ignore_result=True)
 def heartbeat(beat: dict) -> None:
-    worker_heartbeat(Heartbeat(**beat))
+    try:
+        worker_heartbeat(Heartbeat(**beat))
+    except (DatabaseError, InterfaceError) as exc:  # the next beat comes in a few seconds
+        log.warning("heartbeat of %s@%s not recorded: %s", beat.get("pool"), beat.get("host"),
+                    exc)
 
 
 @shared_task(name="orchestration.control.poll_pools", acks_late=False)
 def poll_pools() -> int:
-    outbox_sweep()
-    return pools_poll()
+    """One round of the poll loop. A round the database cannot serve is skipped: the next one
+    comes in POLL_INTERVAL_S and asks about everything again."""
+    try:
+        outbox_sweep()
+        return pools_poll()
+    except (DatabaseError, InterfaceError) as exc:
+        log.warning("poll round skipped, the database is unavailable: %s", exc)
+        return 0
 
 
 @worker_ready.connect

@@ -49,7 +49,11 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
             idempotency_key=request.headers.get("Idempotency-Key") or None,
         )
         headers = {} if created else {"Idempotent-Replayed": "true"}
-        body = ProcessSerializer(process, context={"request": request}).data
+        context = {"request": request}
+        if created:  # its pool is at hand: the answer needs no query for the pools' limits
+            pool = process.pipeline_version.pool
+            context["queued_limits"] = {pool.name: pool.queued_limit_s}
+        body = ProcessSerializer(process, context=context).data
         return Response(body, status=status.HTTP_201_CREATED, headers=headers)
 
     @action(detail=True, methods=["get"])

@@ -9,12 +9,14 @@ it, so a worker that restarts knows every job of its host without any list of it
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,13 +56,30 @@ class LocalExecutor(Executor):
         return None
 
     def start(self, spec: JobSpec) -> Submission:
+        """Two deliveries of one spec on this host start one job: the one holding the lock on
+        ``claim`` starts it. The lock dies with its holder, so a delivery whose worker was
+        killed mid-start leaves a claim the next delivery takes over (unless the killed one's
+        runner is still starting the job)."""
         command = self._command(spec)
         work_dir = self.work_dir(spec.process_id)
         work_dir.mkdir(parents=True, exist_ok=True)
-        try:  # two deliveries of one spec on this host: only the first starts the job
-            os.close(os.open(work_dir / "claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return self._wait_for_claimant(spec)
+        for _ in range(300):
+            claim = _claim(work_dir)
+            if claim is not None:
+                fd, taken_over = claim
+                try:
+                    if (found := self.find(spec)) is not None:
+                        return found
+                    if not (taken_over and _starting(work_dir)):
+                        return self._launch(spec, command, work_dir)
+                finally:
+                    os.close(fd)
+            elif (found := self.find(spec)) is not None:
+                return found
+            time.sleep(0.1)
+        raise ExecutorError(f"another delivery of {spec.process_id} is still starting it")
+
+    def _launch(self, spec: JobSpec, command: list[str], work_dir: Path) -> Submission:
         (work_dir / "config.json").write_text(json.dumps(spec.config))
         if spec.script:
             (work_dir / "script").write_text(spec.script)
@@ -99,13 +118,6 @@ class LocalExecutor(Executor):
             PYTHONPATH=str(Path(__file__).resolve().parents[2]),
         )
         return env
-
-    def _wait_for_claimant(self, spec: JobSpec) -> Submission:
-        for _ in range(300):
-            if (found := self.find(spec)) is not None:
-                return found
-            time.sleep(0.1)
-        raise ExecutorError(f"another delivery of {spec.process_id} is still starting it")
 
     # --- poll ---------------------------------------------------------------------------------
 
@@ -169,6 +181,48 @@ def _finished(work_dir: Path, code: int) -> Status:
     if code == 127 and not (work_dir / "pid").exists():
         return Status(State.FAILED, code, "the command could not be started")
     return Status(State.FAILED, code, f"exited with code {code}")
+
+
+def _claim(work_dir: Path) -> tuple[int, bool] | None:
+    """An fd holding the exclusive lock on ``work_dir/claim`` and whether the claim existed
+    before (its holder died, or started the job and let go), or None while another delivery
+    holds it. A new claim is locked before it appears (link of a locked file), so nobody ever
+    sees it unlocked while its claimant lives."""
+    claim = work_dir / "claim"
+    draft = work_dir / f".claim-{os.getpid()}-{threading.get_ident()}"
+    fd = os.open(draft, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.link(draft, claim)
+        return fd, False
+    except FileExistsError:
+        os.close(fd)
+    finally:
+        draft.unlink(missing_ok=True)
+    fd = os.open(claim, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd, True
+
+
+def _starting(work_dir: Path) -> bool:
+    """True while a runner of this work dir (or its job) lives: a delivery killed after it
+    launched the runner left a job that is about to write its pid."""
+    wanted = str(work_dir).encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "cmdline").read_bytes():
+                return True
+            if os.readlink(entry / "cwd") == str(work_dir):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _read_int(path: Path) -> int | None:

@@ -1,0 +1,247 @@
+"""One benchmark run: prepare, start the processes, measure every item, stop, report.
+
+    .venv/bin/python -m bench            # the full size (about 10 minutes)
+    .venv/bin/python -m bench --small    # CI's size: shows it still works (about 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench import celery_baseline, phases, polling, report, setup, stack
+from workers.contract import CONTROL_QUEUE, host_queue, pool_queue, this_host
+
+SIZES = {
+    "full": {"submit_seconds": 5.0, "submit_rounds": 2, "e2e": 1000, "latency_samples": 30,
+             "target_samples": 10, "scale_rows": 1_000_000, "reads": 300, "poll_handles": 1000},
+    "small": {"submit_seconds": 0.5, "submit_rounds": 2, "e2e": 20, "latency_samples": 3,
+              "target_samples": 2, "scale_rows": 5_000, "reads": 20, "poll_handles": 20},
+}
+CLIENTS = 8
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--small", action="store_true", help="CI's size: quick, not a figure")
+    parser.add_argument("--database", default="orchestration_bench",
+                        help="the bench's own PostgreSQL database (made if missing)")
+    parser.add_argument("--vhost", default="orchestration-bench",
+                        help="the bench's own RabbitMQ vhost (made if missing)")
+    parser.add_argument("--start-engines", action="store_true",
+                        help="start the container engine and the Slurm cluster first (as "
+                        "deploy/test.sh does); otherwise their rows are measured only where "
+                        "they already answer")
+    parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--docs", type=Path, default=None,
+                        help="the Markdown page that keeps the latest table "
+                             "(default: docs/benchmarks.md for the full size, none for --small)")
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the run's directory (process logs) after a success")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    size_name = "small" if args.small else "full"
+    size = SIZES[size_name]
+    run_dir = Path(tempfile.mkdtemp(prefix="orchestration-bench-"))
+    log_dir = run_dir / "logs"
+    log_dir.mkdir()
+    say(f"size {size_name}; logs in {log_dir}")
+    ok = False
+    try:
+        results = measure(args, size_name, size, run_dir, log_dir)
+        ok = True
+    finally:
+        if ok and not args.keep_logs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif not ok:
+            say(f"failed; the processes' logs are kept in {log_dir}")
+    table = report.table(results)
+    print(table)
+    written = report.write_json(results, args.json)
+    say(f"JSON: {', '.join(map(str, written))}")
+    docs = args.docs if args.docs is not None else (
+        None if args.small else stack.ROOT / "docs" / "benchmarks.md")
+    if docs:
+        report.write_docs(results, table, docs)
+        say(f"table kept in {docs}")
+    return 0
+
+
+def say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def measure(args, size_name: str, size: dict, run_dir: Path, log_dir: Path) -> dict:
+    started = time.time()
+    env = {**os.environ, **setup.services_env(args.database, args.vhost)}
+    if args.start_engines:
+        say("starting the container engine and the Slurm cluster")
+        env.update(setup.engines_env())
+    env.update(
+        DEBUG="false",
+        ORCH_PIPELINES_DIR=str(setup.pipelines_dir(run_dir)),
+        ORCH_WORK_ROOT=str(run_dir / "work"),
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(stack.ROOT),
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    setup.django_setup(env)
+    setup.database_prepare()
+    say(f"generating {size['scale_rows']:,} processes (kept for the next run of this size)")
+    scale = setup.scale_rows(size["scale_rows"])
+    broker = env["ORCH_BROKER_URL"]
+    queues = [CONTROL_QUEUE, pool_queue("local"), host_queue("local", this_host()),
+              pool_queue(setup.IDLE_POOL_NAME)]
+    purge(broker, queues)
+    celery_baseline.purge(broker)
+
+    results: dict = {"size": size_name, "started": started, "machine": report.machine(),
+                     "versions": report.versions(),
+                     "settings": {"clients": CLIENTS, **size,
+                                  "poll_interval_s": float(env.get("ORCH_POLL_INTERVAL_S", 2.0))},
+                     "scale": scale}
+    port = stack.free_port()
+    with ExitStack() as running:
+        def start(service: stack.Service) -> stack.Service:
+            service.start()
+            running.callback(service.stop)
+            return service
+
+        web = start(stack.gunicorn(env, log_dir, port))
+        control = start(stack.control_consumer(env, log_dir))
+        beat = start(stack.beat(env, log_dir))
+        worker = start(stack.worker(env, log_dir, "local"))
+        stack.wait_http(f"http://127.0.0.1:{port}/api/health/", web)
+        for service in (control, worker):
+            stack.wait_log(service, "ready.")
+        time.sleep(1)
+        footprint = {"worker_idle_kib": stack.rss_kib(worker.pid)}
+
+        client_id, secret = setup.client_create("bench")
+        token = setup.token_get(f"http://127.0.0.1:{port}", client_id, secret)
+
+        say("1. submit throughput")
+        results["submit"] = phases.submit_throughput(
+            port, token, seconds=size["submit_seconds"], rounds=size["submit_rounds"],
+            clients=CLIENTS, pipeline="noop-idle", cpu_of=lambda: stack.cpu_seconds(web.pid))
+        purge(broker, [pool_queue(setup.IDLE_POOL_NAME)])
+
+        say("3. start latency")
+        results["start_latency"] = {"local": phases.start_latency(
+            port, token, pipeline="noop", samples=size["latency_samples"], timeout=60)}
+        for target in ("docker", "slurm"):
+            results["start_latency"][target] = target_latency(
+                target, env, log_dir, port, token, size["target_samples"], running)
+
+        say("2. end to end, ours and raw Celery")
+        cpu = CpuSplit({"web": web, "control consumer": control, "beat": beat,
+                        "local worker (and the job starters it ran)": worker})
+        ours = phases.end_to_end(port, token, count=size["e2e"], clients=CLIENTS,
+                                 pipeline="noop", timeout=600)
+        ours["cpu_ms_per_process"] = cpu.per(size["e2e"])
+        base_worker = start(stack.baseline_worker(env, log_dir))
+        stack.wait_log(base_worker, "ready.")
+        time.sleep(1)
+        footprint["baseline_worker_idle_kib"] = stack.rss_kib(base_worker.pid)
+        baseline = celery_baseline.run(broker, size["e2e"], clients=CLIENTS)
+        base_worker.stop()
+        results["end_to_end"] = {"ours": ours, "raw_celery": baseline,
+                                 "ratio": ours["per_second"] / baseline["per_second"]}
+
+        say("4. reads at scale")
+        results["scale_reads"] = phases.scale_reads(
+            port, setup.token_for(scale["client"]), scale["client"], reads=size["reads"])
+
+        say("5. polling cost")
+        results["polling"] = polling.measure(size["poll_handles"], run_dir)
+
+        say("6. footprint")
+        web_tree = stack.process_tree(web.pid)
+        footprint.update(
+            web_kib=sum(stack.rss_kib(pid) for pid in web_tree),
+            web_processes=len(web_tree),
+            web_worker_kib=max(stack.rss_kib(pid) for pid in web_tree if pid != web.pid),
+            control_kib=stack.rss_kib(control.pid),
+            beat_kib=stack.rss_kib(beat.pid),
+            worker_after_kib=stack.rss_kib(worker.pid),
+        )
+        results["footprint"] = footprint
+    results["seconds"] = time.time() - started
+    return results
+
+
+class CpuSplit:
+    """Where the CPU of a phase went: our processes by name, PostgreSQL and RabbitMQ (all of
+    their sessions), and the machine as a whole."""
+
+    SHARED = {"PostgreSQL (machine-wide)": ("postgres",),
+              "RabbitMQ (machine-wide)": ("beam.smp", "erl_child_setup")}
+
+    def __init__(self, services: dict[str, stack.Service]):
+        self.services = services
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {name: stack.cpu_seconds(service.pid, reaped=True)
+               for name, service in self.services.items()}
+        now.update({name: stack.cpu_by_name(comms) for name, comms in self.SHARED.items()})
+        now["whole machine (every process)"] = stack.machine_busy_seconds()
+        return now
+
+    def per(self, count: int) -> dict[str, float]:
+        """CPU milliseconds per processed item since this split was made."""
+        now = self._now()
+        return {name: round((now[name] - self.start[name]) * 1000 / count, 2) for name in now}
+
+
+def purge(broker: str, names: list[str]) -> None:
+    from kombu import Connection, Queue
+
+    with Connection(broker) as conn:
+        channel = conn.channel()
+        for name in names:
+            Queue(name, channel=channel).declare()
+            channel.queue_purge(name)
+
+
+def target_latency(target, env, log_dir, port, token, samples, running) -> dict:
+    """Start latency on the docker or slurm target, where its executor and engine are here:
+    the bench's sleeping pipeline on the target's shipped pool, each job stopped once it
+    runs (so the next one finds the pool idle)."""
+    from apps.pipelines.models import PipelineVersion
+
+    name = f"bench-sleep-{target}"
+    version = PipelineVersion.objects.filter(pipeline__name=name).select_related("pool").first()
+    if version is None:
+        return {"missing": f"no pool or pipeline of target {target} is shipped"}
+    reason = polling.engine_missing(target)
+    if reason:
+        return {"missing": reason}
+    pool = version.pool.name
+    purge(env["ORCH_BROKER_URL"], [pool_queue(pool), host_queue(pool, this_host())])
+    worker_env = dict(env)
+    if target == "docker":
+        worker_env["DOCKER_HOST"] = polling.docker_host() or ""
+    service = stack.worker(worker_env, log_dir, pool).start()
+    running.callback(service.stop)
+    try:
+        stack.wait_log(service, "ready.")
+        return phases.start_latency(port, token, pipeline=name, samples=samples, timeout=120,
+                                    stop=True)
+    except RuntimeError as exc:
+        return {"missing": f"failed: {exc}"}
+    finally:
+        service.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Fixtures of the docker target's end-to-end tests: the real container engine at DOCKER_HOST,
+a worker of the ``docker-main`` pool (a subprocess the tests own), test pipelines loaded next
+to the shipped ones, and a check after every test that no container of its processes is left.
+
+The engine is the one ``deploy/container-engine.sh`` starts (Podman serving the Docker API);
+without one every test fails with a message that says how to start it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import docker
+import pytest
+from docker.errors import DockerException
+
+from apps.processes.models import Process
+from tests.e2e import stack
+from tests.e2e.stack import wait_until
+from workers.contract import host_queue, is_terminal, pool_queue, this_host
+from workers.executors.docker import LABEL_PROCESS
+
+POOL = "docker-main"
+BUSYBOX = "orchestration/busybox:latest"
+PYTHON = "orchestration/python:latest"
+MISSING_IMAGE = "orchestration/e2e-no-such-image:latest"  # on no engine
+ENGINE_SCRIPT = stack.ROOT / "deploy" / "container-engine.sh"
+
+# Pipelines only these tests run, loaded next to the shipped ones. Their config is read from
+# the config file inside the container, as data: it never reaches a command line.
+_READ = "sed -n 's/.*\"{key}\": *\\([0-9][0-9]*\\).*/\\1/p' \"$ORCH_CONFIG_FILE\""
+TEST_PIPELINES = {
+    "e2e-sleep-docker": f"""
+name: e2e-sleep-docker
+version: "1"
+description: >
+  Prints a line a second for the given number of seconds, then leaves the file done in its
+  work dir (docker e2e tests).
+target: docker
+pool: {POOL}
+run:
+  image: {BUSYBOX}
+  command:
+    - sh
+    - -c
+    - |
+      seconds=$({_READ.format(key="seconds")})
+      echo "started $ORCH_PROCESS_ID for $seconds s"
+      i=0
+      while [ "$i" -lt "$seconds" ]; do echo "tick $i"; sleep 1; i=$((i + 1)); done
+      echo done
+      touch "$ORCH_WORK_DIR/done"
+resources: {{cpus: 0.5, memory: 32M, time_limit: 10m}}
+config_schema:
+  type: object
+  properties: {{seconds: {{type: integer, minimum: 0, maximum: 600}}}}
+  required: [seconds]
+  additionalProperties: false
+defaults: {{seconds: 5}}
+""",
+    "e2e-exit-docker": f"""
+name: e2e-exit-docker
+version: "1"
+description: Exits with the code from its config (docker e2e tests).
+target: docker
+pool: {POOL}
+run:
+  image: {BUSYBOX}
+  command:
+    - sh
+    - -c
+    - |
+      code=$({_READ.format(key="exit_code")})
+      echo "exiting with $code"
+      exit "$code"
+resources: {{cpus: 0.5, memory: 32M, time_limit: 1m}}
+config_schema:
+  type: object
+  properties: {{exit_code: {{type: integer, minimum: 0, maximum: 255}}}}
+  required: [exit_code]
+  additionalProperties: false
+defaults: {{exit_code: 3}}
+""",
+    "e2e-missing-image-docker": f"""
+name: e2e-missing-image-docker
+version: "1"
+description: Names an image no engine has (docker e2e tests).
+target: docker
+pool: {POOL}
+run:
+  image: {MISSING_IMAGE}
+  command: ["true"]
+resources: {{cpus: 0.5, memory: 32M, time_limit: 1m}}
+""",
+}
+
+
+class Engine:
+    """The container engine at DOCKER_HOST, as the tests look at it. Each call makes a fresh
+    client, so it works across a restart of the engine."""
+
+    @staticmethod
+    def client() -> docker.DockerClient:
+        return docker.from_env(timeout=10)
+
+    def answers(self) -> bool:
+        try:
+            with closing(self.client()) as client:
+                return client.ping()
+        except (DockerException, OSError):
+            return False
+
+    def containers_of(self, process_id: str) -> list[dict]:
+        """Every container, running or not, that carries the process's label."""
+        with closing(self.client()) as client:
+            return client.api.containers(
+                all=True, filters={"label": [f"{LABEL_PROCESS}={process_id}"]})
+
+    def has_image(self, name: str) -> bool:
+        with closing(self.client()) as client:
+            return any(name in image.tags for image in client.images.list())
+
+    def remove_containers_of(self, process_id: str) -> None:
+        with closing(self.client()) as client:
+            for found in client.api.containers(
+                all=True, filters={"label": [f"{LABEL_PROCESS}={process_id}"]}
+            ):
+                client.api.remove_container(found["Id"], force=True, v=True)
+
+    def script(self, action: str) -> None:
+        """``deploy/container-engine.sh start|stop``: stop stops only a service it started."""
+        done = subprocess.run([str(ENGINE_SCRIPT), action], cwd=stack.ROOT, capture_output=True,
+                              text=True, timeout=600, check=False)
+        assert done.returncode == 0, f"container-engine.sh {action} failed:\n{done.stderr}"
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    """The engine the worker will use, with the example images; else a failed test that says
+    how to start it."""
+    engine = Engine()
+    try:
+        with closing(engine.client()) as client:
+            client.ping()
+            client.images.get(BUSYBOX)
+            client.images.get(PYTHON)
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket (DOCKER_HOST is not set)")
+        pytest.fail(
+            f"no usable container engine at {where}: {exc}. Start it with "
+            '`eval "$(deploy/container-engine.sh)"` (Podman serving the Docker API, with the '
+            f"{BUSYBOX} and {PYTHON} images), then run the tests again.",
+            pytrace=False,
+        )
+    return engine
+
+
+@pytest.fixture(scope="session")
+def docker_worker(stack_env, control_plane, engine):
+    """A worker of the docker-main pool, started once the control consumer is ready (it loads
+    the shipped pipelines as it starts, which would retire the test pipelines loaded before)."""
+    env, run_dir = stack_env
+    stack.purge_queues([pool_queue(POOL), host_queue(POOL, this_host())])
+    consumer = control_plane[0]
+    wait_until(lambda: " ready." in consumer.output() or not consumer.alive(), timeout=60,
+               what="the control consumer to be ready")
+    assert consumer.alive(), consumer.output()[-3000:]
+    # INFO: the tests read which submissions the worker answered from its log.
+    worker = stack.worker({**env, "LOG_LEVEL": "INFO"}, run_dir, pool=POOL).start()
+    wait_until(lambda: " ready." in worker.output() or not worker.alive(), timeout=60,
+               what="the docker-main worker to be ready")
+    assert worker.alive(), worker.output()[-3000:]
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_pipelines_dir(tmp_path_factory) -> Path:
+    """The shipped pipelines and pools plus the test pipelines, in one directory: loading it
+    retires nothing that the shipped directory holds."""
+    folder = tmp_path_factory.mktemp("pipelines")
+    shipped = stack.ROOT / "pipelines"
+    shutil.copytree(shipped / "pools", folder / "pools")
+    for path in shipped.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    for name, text in TEST_PIPELINES.items():
+        (folder / f"{name}.yaml").write_text(text.lstrip())
+    return folder
+
+
+@pytest.fixture
+def docker_run(api, engine, docker_worker, docker_pipelines_dir):
+    """docker_run(pipeline, config) -> process id, posted through the API.
+
+    After the test, every process it started must be terminal with no container left that
+    carries its label (the worker removes it on the poll that reports the end)."""
+    from apps.pipelines.services import pipelines_load
+
+    report = pipelines_load(docker_pipelines_dir)
+    assert not report.errors, report.errors
+    started: list[str] = []
+
+    def post(pipeline: str, config: dict | None = None) -> str:
+        response = api.post("/api/processes/", {"pipeline": pipeline, "used_config": config or {}},
+                            format="json")
+        assert response.status_code == 201, response.content
+        started.append(response.json()["id"])
+        return started[-1]
+
+    yield post
+
+    left = {}
+    for pid in started:
+        if not is_terminal(Process.objects.get(pk=pid).state):
+            api.post(f"/api/processes/{pid}/stop/")  # the test failed early: clean up only
+            engine.remove_containers_of(pid)
+            continue
+        try:
+            wait_until(lambda pid=pid: not engine.containers_of(pid), timeout=20,
+                       what=f"the containers of {pid} to be removed")
+        except AssertionError:
+            left[pid] = [f"{c['Id'][:12]} {c.get('State')}" for c in engine.containers_of(pid)]
+            engine.remove_containers_of(pid)
+    assert not left, f"containers left after their process ended: {left}"

@@ -1,0 +1,210 @@
+"""Fixtures of the slurm target's end-to-end tests: the Slurm cluster that
+``deploy/slurm-cluster.sh start`` runs, a worker of the ``slurm-main`` pool (a subprocess the
+tests own), test pipelines loaded next to the shipped ones, and, after every test, the
+cancellation of every Slurm job its processes may have left.
+
+Without a cluster that answers, every test fails with a message that says how to start it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from apps.processes.models import Process
+from tests.e2e import stack
+from tests.e2e.stack import wait_until
+from workers.contract import host_queue, is_terminal, pool_queue, this_host
+
+POOL = "slurm-main"
+
+# Pipelines only these tests run, loaded next to the shipped ones. Their config is read from
+# the config file, as data: it never reaches a command line or the batch script.
+_READ = "/usr/bin/python3 -c 'import json, os, sys; print(json.load(open(os.environ[\"ORCH_CONFIG_FILE\"]))[sys.argv[1]])' {key}"  # noqa: E501
+TEST_PIPELINES = {
+    "e2e-sleep-slurm": f"""
+name: e2e-sleep-slurm
+version: "1"
+description: Prints a line a second for the given number of seconds (slurm e2e tests).
+target: slurm
+pool: {POOL}
+run:
+  command:
+    - sh
+    - -c
+    - |
+      seconds=$({_READ.format(key="seconds")})
+      echo "started $ORCH_PROCESS_ID for $seconds s"
+      i=0
+      while [ "$i" -lt "$seconds" ]; do echo "tick $i"; sleep 1; i=$((i + 1)); done
+      echo done
+resources: {{cpus: 1, memory: 64M, time_limit: 10m}}
+config_schema:
+  type: object
+  properties: {{seconds: {{type: integer, minimum: 0, maximum: 600}}}}
+  required: [seconds]
+  additionalProperties: false
+defaults: {{seconds: 5}}
+""",
+    "e2e-exit-slurm": f"""
+name: e2e-exit-slurm
+version: "1"
+description: Exits with the code from its config (slurm e2e tests).
+target: slurm
+pool: {POOL}
+run:
+  command:
+    - sh
+    - -c
+    - |
+      code=$({_READ.format(key="exit_code")})
+      echo "exiting with $code"
+      exit "$code"
+resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
+config_schema:
+  type: object
+  properties: {{exit_code: {{type: integer, minimum: 0, maximum: 255}}}}
+  required: [exit_code]
+  additionalProperties: false
+defaults: {{exit_code: 3}}
+""",
+    "e2e-echo-slurm": f"""
+name: e2e-echo-slurm
+version: "1"
+description: Prints the text from its config between markers (slurm e2e tests).
+target: slurm
+pool: {POOL}
+run:
+  command:
+    - sh
+    - -c
+    - |
+      echo "<<<"
+      {_READ.format(key="text")}
+      echo ">>>"
+resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
+config_schema:
+  type: object
+  properties: {{text: {{type: string, maxLength: 2000}}}}
+  required: [text]
+  additionalProperties: false
+defaults: {{text: hello}}
+""",
+}
+
+
+def slurm(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
+
+
+def _jobs_named(name: str) -> list[str]:
+    """The ids of every job Slurm knows by this name: squeue (any state, while slurmctld still
+    lists it) and the jobcomp accounting file (once it has forgotten it)."""
+    ids = set()
+    listed = slurm("squeue", "--noheader", "--states=all", f"--name={name}", "--format=%i")
+    assert listed.returncode == 0, listed.stderr
+    ids.update(listed.stdout.split())
+    # sacct -c does not filter by --name: the names are compared here.
+    done = slurm("sacct", "-c", "--noheader", "--parsable2", "--starttime=now-1hours",
+                 "--format=JobID,JobName")
+    assert done.returncode == 0, done.stderr
+    for line in done.stdout.splitlines():
+        job_id, _, job_name = line.partition("|")
+        if job_name == name and job_id.isdigit():
+            ids.add(job_id)
+    return sorted(ids)
+
+
+def _state_of_job(job_id: str) -> str:
+    """What squeue says of the job (any state), or "" once it has forgotten it."""
+    listed = slurm("squeue", "--noheader", "--states=all", f"--jobs={job_id}", "--format=%T")
+    return listed.stdout.strip() if listed.returncode == 0 else ""
+
+
+@pytest.fixture
+def jobs_named():
+    """jobs_named(name) -> the ids of every job Slurm knows by that name."""
+    return _jobs_named
+
+
+@pytest.fixture
+def slurm_job_state():
+    """slurm_job_state(job id) -> its Slurm state from squeue."""
+    return _state_of_job
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    """A cluster whose controller and node answer; else a failed test that says how to start
+    it. The tests never restart or reconfigure it: others use it too."""
+    ping = slurm("scontrol", "ping")
+    nodes = slurm("sinfo", "--noheader", "--partition=main", "--format=%t")
+    if ping.returncode != 0 or "UP" not in ping.stdout or not any(
+        state.rstrip("*") in ("idle", "mix", "alloc") for state in nodes.stdout.split()
+    ):
+        pytest.fail(
+            "no usable Slurm cluster (scontrol ping / sinfo -p main): "
+            f"{(ping.stdout + ping.stderr + nodes.stdout + nodes.stderr).strip()!r}. Start it "
+            'first, as root: eval "$(deploy/slurm-cluster.sh start)"', pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_worker(stack_env, control_plane, cluster):
+    """A worker of the slurm-main pool, started once the control consumer is ready (it loads
+    the shipped pipelines as it starts, which would retire the test pipelines loaded before)."""
+    env, run_dir = stack_env
+    stack.purge_queues([pool_queue(POOL), host_queue(POOL, this_host())])
+    consumer = control_plane[0]
+    wait_until(lambda: " ready." in consumer.output() or not consumer.alive(), timeout=60,
+               what="the control consumer to be ready")
+    assert consumer.alive(), consumer.output()[-3000:]
+    # INFO: the tests read which submissions the worker answered from its log.
+    worker = stack.worker({**env, "LOG_LEVEL": "INFO"}, run_dir, pool=POOL).start()
+    wait_until(lambda: " ready." in worker.output() or not worker.alive(), timeout=60,
+               what="the slurm-main worker to be ready")
+    assert worker.alive(), worker.output()[-3000:]
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_pipelines_dir(tmp_path_factory) -> Path:
+    """The shipped pipelines and pools plus the test pipelines, in one directory: loading it
+    retires nothing that the shipped directory holds."""
+    folder = tmp_path_factory.mktemp("pipelines")
+    shipped = stack.ROOT / "pipelines"
+    shutil.copytree(shipped / "pools", folder / "pools")
+    for path in shipped.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    for name, text in TEST_PIPELINES.items():
+        (folder / f"{name}.yaml").write_text(text.lstrip())
+    return folder
+
+
+@pytest.fixture
+def slurm_run(api, slurm_worker, slurm_pipelines_dir):
+    """slurm_run(pipeline, config) -> process id, posted through the API.
+
+    After the test every Slurm job of its processes is cancelled (a no-op for ended ones), and
+    a process the test left unfinished is stopped."""
+    from apps.pipelines.services import pipelines_load
+
+    report = pipelines_load(slurm_pipelines_dir)
+    assert not report.errors, report.errors
+    started: list[str] = []
+
+    def post(pipeline: str, config: dict | None = None) -> str:
+        response = api.post("/api/processes/", {"pipeline": pipeline, "used_config": config or {}},
+                            format="json")
+        assert response.status_code == 201, response.content
+        started.append(response.json()["id"])
+        return started[-1]
+
+    yield post
+
+    for pid in started:
+        if not is_terminal(Process.objects.get(pk=pid).state):
+            api.post(f"/api/processes/{pid}/stop/")  # the test failed early: clean up only
+        slurm("scancel", f"--name=orch-{pid}")

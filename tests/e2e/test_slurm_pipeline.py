@@ -1,0 +1,135 @@
+"""Slurm pipelines end to end, as a client sees them, through real processes: the API (in the
+test process), RabbitMQ, the control consumer and beat, a worker of the slurm-main pool
+(sbatch, squeue, scancel, sacct) and the Slurm cluster of deploy/slurm-cluster.sh.
+
+After every test, every Slurm job of its processes is cancelled (see slurm_run)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from apps.processes import messaging
+from apps.processes.models import Process
+from tests.e2e.stack import wait_until
+from workers.contract import State, is_terminal
+
+pytest_plugins = ["tests.e2e.slurm_fixtures"]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+PROCESSES = "/api/processes/"
+
+
+def state_of(pid: str) -> str:
+    return Process.objects.get(pk=pid).state
+
+
+def wait_for_state(pid: str, *states: str, timeout: float = 60) -> Process:
+    wait_until(lambda: state_of(pid) in states, timeout, what=f"{pid} to reach {states}")
+    return Process.objects.get(pk=pid)
+
+
+def wait_for_end(pid: str, timeout: float = 90) -> Process:
+    wait_until(lambda: is_terminal(state_of(pid)), timeout, what=f"{pid} to end")
+    return Process.objects.get(pk=pid)
+
+
+def path_of(api, pid: str) -> list[str]:
+    return [e["to_state"] for e in api.get(f"{PROCESSES}{pid}/events/").json()]
+
+
+def logs_of(api, pid: str) -> str:
+    return api.get(f"{PROCESSES}{pid}/logs/").json()["text"]
+
+
+def wait_for_log(api, pid: str, text: str, timeout: float = 30) -> str:
+    return wait_until(lambda: text in (log := logs_of(api, pid)) and log, timeout,
+                      what=f"{text!r} in the log of {pid}")
+
+
+def test_hello_slurm_succeeds_with_its_logs(api, slurm_run, jobs_named):
+    pid = slurm_run("hello-slurm", {"name": "cluster"})
+    process = wait_for_end(pid)
+    assert process.state == State.SUCCEEDED and process.exit_code == 0, process.message
+    assert path_of(api, pid)[:2] == ["PENDING", "QUEUED"]
+    assert path_of(api, pid)[-1] == "SUCCEEDED"
+    status = api.get(f"{PROCESSES}{pid}/status/").json()
+    assert status["state"] == "SUCCEEDED" and status["finished"] is True
+    log = wait_for_log(api, pid, '"name": "cluster"')
+    job_id = process.handle.split(":")[0]
+    assert f"Hello from Slurm job {job_id} on" in log and f"process {pid}" in log
+    assert process.handle.split(":")[1] == f"orch-{pid}"
+    assert jobs_named(f"orch-{pid}") == [job_id]
+
+
+def test_a_non_zero_exit_ends_failed_with_that_exit_code(api, slurm_run):
+    pid = slurm_run("e2e-exit-slurm", {"exit_code": 3})
+    process = wait_for_end(pid)
+    assert process.state == State.FAILED, process.message
+    assert process.exit_code == 3
+    assert "3" in process.message
+    status = api.get(f"{PROCESSES}{pid}/status/").json()
+    assert status["state"] == "FAILED" and status["exit_code"] == 3
+    assert "exiting with 3" in wait_for_log(api, pid, "exiting with")
+
+
+def test_stop_of_a_running_job_ends_it_stopped(api, slurm_run, slurm_job_state):
+    pid = slurm_run("e2e-sleep-slurm", {"seconds": 300})
+    wait_for_state(pid, State.RUNNING)
+    wait_for_log(api, pid, "tick 0")
+    response = api.post(f"{PROCESSES}{pid}/stop/")
+    assert response.status_code == 200
+    assert response.json()["state"] in ("STOPPING", "STOPPED")
+    process = wait_for_end(pid)
+    assert process.state == State.STOPPED, process.message
+    assert path_of(api, pid)[-2:] == ["STOPPING", "STOPPED"]
+    job_id = process.handle.split(":")[0]
+    wait_until(lambda: slurm_job_state(job_id) == "CANCELLED", timeout=30,
+               what=f"Slurm to call job {job_id} CANCELLED")
+    assert "done" not in logs_of(api, pid)
+    again = api.post(f"{PROCESSES}{pid}/stop/")  # idempotent
+    assert again.status_code == 200 and again.json()["state"] == "STOPPED"
+
+
+def test_a_job_spec_delivered_twice_gives_one_slurm_job(api, slurm_run, jobs_named,
+                                                        slurm_worker):
+    pid = slurm_run("e2e-sleep-slurm", {"seconds": 3})
+    process = Process.objects.select_related("pipeline", "pipeline_version__pool").get(pk=pid)
+    messaging.send_job_spec(process)  # redeliveries racing with the first one
+    messaging.send_job_spec(process)
+    process = wait_for_state(pid, State.RUNNING)
+    job_id = process.handle.split(":")[0]
+    assert jobs_named(f"orch-{pid}") == [job_id]
+    messaging.send_job_spec(process)  # a late redelivery while the job runs
+    process = wait_for_end(pid)
+    assert process.state == State.SUCCEEDED, process.message
+    messaging.send_job_spec(process)  # and one after its end was reported
+    # Every delivery was answered with the one job's handle, and none submitted another.
+    wait_until(lambda: _submits_answered(slurm_worker.output(), process.handle) == 5,
+               timeout=30, what="the worker to answer all five deliveries")
+    log = wait_for_log(api, pid, "done")
+    assert log.count("started ") == 1 and log.count("tick 0") == 1
+    assert path_of(api, pid).count("SUBMITTED") <= 1
+    assert jobs_named(f"orch-{pid}") == [job_id]
+
+
+def _submits_answered(worker_log: str, handle: str) -> int:
+    """Submit tasks the worker finished that returned ``handle``."""
+    return sum(1 for line in worker_log.splitlines()
+               if "orchestration.worker.submit[" in line and "succeeded in" in line
+               and handle in line)
+
+
+def test_hostile_config_values_stay_literal_data(api, slurm_run):
+    marker = Path(f"/tmp/pwned-{uuid.uuid4()}")
+    text = (f"$(touch {marker}) `touch {marker}` ; touch {marker} 'single' \"double\"\n"
+            f"#SBATCH --partition=nowhere\nlast line $HOME \\n")
+    pid = slurm_run("e2e-echo-slurm", {"text": text})
+    process = wait_for_end(pid)
+    assert process.state == State.SUCCEEDED and process.exit_code == 0, process.message
+    log = wait_for_log(api, pid, ">>>")
+    assert f"<<<\n{text}\n>>>" in log
+    assert not marker.exists()
+    assert api.get(f"{PROCESSES}{pid}/").json()["used_config"] == {"text": text}
