@@ -50,9 +50,21 @@ def test_the_whole_path_is_recorded_once(process):
     apply(process, state="SUCCEEDED", exit_code=0)
     assert process.state == State.SUCCEEDED and process.exit_code == 0
     assert process.handle == "h1" and process.host == "node1"
-    assert history(process) == [("", "PENDING"), ("PENDING", "SUBMITTED"),
+    assert history(process) == [("", "PENDING"), ("PENDING", "QUEUED"), ("QUEUED", "SUBMITTED"),
                                 ("SUBMITTED", "RUNNING"), ("RUNNING", "SUCCEEDED")]
     assert process.started_at and process.finished_at
+
+
+def test_a_worker_that_answers_before_the_publish_is_recorded_leaves_no_gap(process):
+    """The worker's SUBMITTED can be applied before the web process marks the spec QUEUED;
+    the history still shows every step, and the late QUEUED changes nothing."""
+    from apps.processes.transitions import transition
+
+    apply(process, state="SUBMITTED", handle="h1")
+    assert history(process)[1:] == [("PENDING", "QUEUED"), ("QUEUED", "SUBMITTED")]
+    assert process.queued_at is not None
+    assert not transition(process.pk, State.QUEUED, "control", "sent to pool local")
+    assert len(history(process)) == 3
 
 
 def test_duplicate_and_late_events_change_nothing(process):

@@ -89,8 +89,14 @@ def _state(process: Process, event: Event) -> list[str]:
                  event.handle)
         transaction.on_commit(lambda: messaging.send_cancel(process))
         return []
-    fields = move(process, to, event.source, event.message)
-    if fields and is_terminal(to):
+    fields = []
+    if process.state == State.PENDING and can_move(State.QUEUED, to):
+        # A worker answered before the web process marked the publish: the spec was sent.
+        fields += move(process, State.QUEUED, "control", f"sent to pool {process.pool} "
+                       "(its worker answered before the publish was recorded)")
+    moved = move(process, to, event.source, event.message)
+    fields += moved
+    if moved and is_terminal(to):
         process.exit_code = event.exit_code
         process.message = event.message or _default_message(to, event.exit_code)
         fields += ["exit_code", "message"]
