@@ -21,7 +21,10 @@ export DEBIAN_FRONTEND=noninteractive CI=true
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=$ROOT/var/container-engine
 SOCKET=${PODMAN_SOCKET:-/run/podman/podman.sock}
-PIDFILE=$STATE/podman.pid
+# The service and its socket belong to the machine, not to one checkout: its pid file sits
+# beside the socket, so any checkout's script can stop (or restart) the service one of them
+# started, and still nothing else.
+PIDFILE=${PODMAN_PIDFILE:-$(dirname "$SOCKET")/orchestration-service.pid}
 LOGFILE=$STATE/podman.log
 CONF=/etc/containers/containers.conf
 CONF_MARK="# Written by orchestration's deploy/container-engine.sh"
@@ -112,7 +115,7 @@ start_service() {
         return
     fi
     if ! pid=$(our_pid); then
-        mkdir -p "$STATE" "$(dirname "$SOCKET")"
+        mkdir -p "$STATE" "$(dirname "$SOCKET")" "$(dirname "$PIDFILE")"
         [ -S "$SOCKET" ] && rm -f "$SOCKET"  # left by a service that is gone (nothing answers)
         say "starting podman system service on unix://$SOCKET (log: $LOGFILE)"
         setsid podman system service --time=0 "unix://$SOCKET" </dev/null >>"$LOGFILE" 2>&1 &
