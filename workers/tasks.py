@@ -47,11 +47,6 @@ def submit(self, spec_data: dict) -> str | None:
     source = f"worker:{self.request.hostname or spec.pool}"
     try:
         spec.env, spec.secret_env = {**spec.env, **unseal(spec.secret_env)}, ""
-    except SecretsError as exc:
-        _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
-                                      message=str(exc))])
-        return None
-    try:
         executor = get_executor(spec.target, spec.pool, spec.pool_settings)
         submission = executor.submit(spec)
     except ExecutorError as exc:
@@ -59,13 +54,10 @@ def submit(self, spec_data: dict) -> str | None:
             countdown = min(2 ** self.request.retries, SUBMIT_RETRY_MAX_S)
             log.warning("submit of %s failed, retry in %s s: %s", spec.process_id, countdown, exc)
             raise self.retry(exc=exc, countdown=countdown) from exc
-        _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
-                                      message=str(exc))])
-        return None
-    except ValueError as exc:  # an unknown target: nothing this worker can ever run
-        _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
-                                      message=str(exc))])
-        return None
+        return _fail(spec, source, exc)
+    # Secrets this worker cannot open, an unknown target: retrying can never help.
+    except (SecretsError, ValueError) as exc:
+        return _fail(spec, source, exc)
     host = submission.host or executor.host
     events = [Event(spec.process_id, source, state=State.SUBMITTED, handle=submission.handle,
                     host=host, message=submission.message)]
@@ -74,6 +66,12 @@ def submit(self, spec_data: dict) -> str | None:
                             handle=submission.handle, host=host))
     _send_or_requeue(spec, events)
     return submission.handle
+
+
+def _fail(spec: JobSpec, source: str, reason: Exception) -> None:
+    """The process ends FAILED with the reason its job could not be started."""
+    _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
+                                  message=str(reason))])
 
 
 def _send_or_requeue(spec: JobSpec, events: list[Event]) -> None:

@@ -15,12 +15,16 @@ from apps.pipelines.models import Pool
 from apps.processes import messaging
 from apps.processes.models import Process
 from apps.processes.services import process_publish
-from workers.contract import HOST_BOUND_TARGETS, POLLED_STATES, PollRequest, State
+from workers.contract import (
+    HOST_BOUND_TARGETS,
+    POLL_BATCH_MAX,
+    POLLED_STATES,
+    PollRequest,
+    State,
+)
 
 log = logging.getLogger(__name__)
 
-# Handles per poll message: one target call answers for all of them (squeue, docker ps).
-POLL_BATCH = 1000
 REPUBLISH_BATCH = 500
 
 
@@ -41,9 +45,9 @@ def pools_poll() -> int:
     pool_settings = dict(Pool.objects.values_list("name", "settings"))
     sent = 0
     for (pool, target, host), items in groups.items():
-        for start in range(0, len(items), POLL_BATCH):
+        for start in range(0, len(items), POLL_BATCH_MAX):
             request = PollRequest(pool=pool, target=target, host=host,
-                                  items=items[start:start + POLL_BATCH],
+                                  items=items[start:start + POLL_BATCH_MAX],
                                   pool_settings=pool_settings.get(pool, {}))
             messaging.send_poll(request)
             sent += 1
