@@ -4,6 +4,9 @@ from apps.pipelines.selectors import queued_too_long
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.services import process_rerun, process_stop
 
+# Not shown on a process's page: the secrets stay out of sight even sealed.
+HIDDEN_FIELDS = ("idempotency_key", "secret_env")
+
 
 class ProcessEventInline(admin.TabularInline):
     model = ProcessEvent
@@ -38,8 +41,8 @@ class ProcessAdmin(admin.ModelAdmin):
     search_fields = ["id", "handle"]
     date_hierarchy = "created_at"
     list_select_related = ["pipeline", "owner"]
-    readonly_fields = [f.name for f in Process._meta.fields if f.name != "idempotency_key"]
-    exclude = ["idempotency_key"]
+    exclude = list(HIDDEN_FIELDS)
+    readonly_fields = [f.name for f in Process._meta.fields if f.name not in HIDDEN_FIELDS]
     inlines = [ProcessEventInline]
     actions = ["stop", "rerun"]
 

@@ -33,6 +33,7 @@ def job_spec(process: Process) -> JobSpec:
         image=run.get("image", ""),
         script=run.get("script", ""),
         env=run.get("env", {}),
+        secret_env=process.secret_env,  # sealed: only the worker that starts the job opens it
         config=process.used_config,
         resources=Resources(**version.resources),
         pool_settings=version.pool.settings,

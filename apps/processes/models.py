@@ -30,6 +30,9 @@ class Process(models.Model):
         on_delete=models.SET_NULL, related_name="processes",
     )
     used_config = models.JSONField(default=dict)
+    # Secret env values, sealed (workers.secrets): never shown, opened only by the worker.
+    # A database default too, so rows inserted by plain SQL (the benchmark's) need not name it.
+    secret_env = models.TextField(blank=True, default="", db_default="", editable=False)
     state = models.CharField(max_length=16, choices=STATE_CHOICES, default=State.PENDING)
     target = models.CharField(max_length=32)
     pool = models.CharField(max_length=100)

@@ -46,16 +46,26 @@ class ConfigField(serializers.Field):
         return value
 
 
+class SecretsField(ConfigField):
+    """Secret env values, ``{"API_TOKEN": "..."}``: write-only, as JSON or (form-encoded) as a
+    JSON string. Names and values are checked against the pipeline in services."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object such as {{\"API_TOKEN\": \"...\"}}, not {kind}.",
+    }
+
+
 class ProcessCreateSerializer(serializers.Serializer):
     pipeline = StrictCharField(max_length=100)
     used_config = ConfigField(required=False, default=dict)
     version = serializers.IntegerField(required=False, min_value=1)
+    secrets = SecretsField(required=False, default=dict, write_only=True)
 
     def validate(self, attrs):
         unknown = set(self.initial_data) - set(self.fields)
         if unknown:
             raise serializers.ValidationError(
-                {name: ["Unknown field; expected pipeline, used_config, version."]
+                {name: ["Unknown field; expected pipeline, used_config, version, secrets."]
                  for name in sorted(unknown)}
             )
         return attrs

@@ -9,6 +9,7 @@ import logging
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from apps.pipelines.definitions import config_errors
 from apps.pipelines.selectors import pipeline_list, pipeline_version_get
@@ -16,8 +17,12 @@ from apps.processes import messaging
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.transitions import transition
 from workers.contract import POLLED_STATES, State, is_terminal
+from workers.secrets import seal
 
 log = logging.getLogger(__name__)
+
+# Bytes of one secret value at most (UTF-8): a token or a key file, not a data set.
+SECRET_MAX_BYTES = 64 * 1024
 
 
 def merge_config(defaults: dict, used: dict) -> dict:
@@ -31,18 +36,40 @@ def merge_config(defaults: dict, used: dict) -> dict:
     return merged
 
 
+def secret_errors(declared: list[str], secrets: dict) -> list[str]:
+    """Every way ``secrets`` breaks the names its pipeline version declares, each naming its
+    place (``secrets.API_TOKEN``). No message repeats a value."""
+    errors = []
+    for name, value in sorted(secrets.items()):
+        where = f"secrets.{name}"
+        if name not in declared:
+            errors.append(f"{where}: not declared by the pipeline; it declares "
+                          f"{', '.join(declared) or 'no secrets'}.")
+        elif not isinstance(value, str):
+            errors.append(f"{where}: must be a string, not {type(value).__name__}.")
+        elif len(value.encode()) > SECRET_MAX_BYTES:
+            errors.append(f"{where}: longer than {SECRET_MAX_BYTES} bytes.")
+        elif "\0" in value:  # an environment value cannot hold one: the job would not start
+            errors.append(f"{where}: must not contain a NUL character.")
+    return errors
+
+
 def idempotency_scope(owner, application) -> str:
     return f"app-{application.pk}" if application is not None else f"user-{owner.pk}"
 
 
+@sensitive_variables("secrets")  # kept out of error reports
 def process_create(
-    *, pipeline: str, used_config: dict, owner=None, application=None,
-    version: int | None = None, idempotency_key: str | None = None, source: str = "api",
+    *, pipeline: str, used_config: dict, secrets: dict | None = None, sealed_secrets: str = "",
+    owner=None, application=None, version: int | None = None,
+    idempotency_key: str | None = None, source: str = "api",
 ) -> tuple[Process, bool]:
     """Validate and persist a run, then publish it once the row is committed.
 
-    Returns (process, created). With an ``idempotency_key`` already used by this client, the
-    first process is returned and nothing is created. Raises ValidationError naming the field.
+    ``secrets`` are plain values, checked and sealed here; ``sealed_secrets`` are already
+    sealed (a re-run's). Returns (process, created). With an ``idempotency_key`` already used
+    by this client, the first process is returned and nothing is created. Raises
+    ValidationError naming the field.
     """
     key = f"{idempotency_scope(owner, application)}/{idempotency_key}" if idempotency_key else None
     if key and (first := Process.objects.filter(idempotency_key=key).first()):
@@ -54,9 +81,11 @@ def process_create(
         wanted = f"{pipeline!r} version {version}" if field == "version" else repr(pipeline)
         raise ValidationError({field: [f"Unknown pipeline {wanted}. Known pipelines: {known}."]})
     config = merge_config(pipeline_version.defaults, used_config)
-    errors = config_errors(pipeline_version.config_schema, config)
-    if errors:
-        raise ValidationError({"used_config": errors})
+    errors = {"used_config": config_errors(pipeline_version.config_schema, config),
+              "secrets": secret_errors(pipeline_version.secrets, secrets or {})}
+    if any(errors.values()):
+        raise ValidationError({name: found for name, found in errors.items() if found})
+    secret_env = seal(secrets) if secrets else sealed_secrets
     try:
         with transaction.atomic():
             process = Process.objects.create(
@@ -65,6 +94,7 @@ def process_create(
                 owner=owner,
                 application=application,
                 used_config=config,
+                secret_env=secret_env,
                 target=pipeline_version.target,
                 pool=pipeline_version.pool.name,
                 idempotency_key=key,
@@ -117,10 +147,12 @@ def process_stop(process: Process, source: str = "api") -> Process:
 
 
 def process_rerun(process: Process, *, owner=None, application=None) -> Process:
-    """A new process of the same pipeline version with the same config."""
+    """A new process of the same pipeline version with the same config and secrets (still
+    sealed: the control plane never opens them)."""
     new, _ = process_create(
         pipeline=process.pipeline.name, version=process.pipeline_version.number,
-        used_config=process.used_config, owner=owner or process.owner,
+        used_config=process.used_config, sealed_secrets=process.secret_env,
+        owner=owner or process.owner,
         application=application, source=f"re-run of {process.id}",
     )
     return new

@@ -43,6 +43,7 @@ class ProcessViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         process, created = process_create(
             pipeline=incoming.validated_data["pipeline"],
             used_config=incoming.validated_data["used_config"],
+            secrets=incoming.validated_data["secrets"],
             version=incoming.validated_data.get("version"),
             owner=request.user,
             application=getattr(request.auth, "application", None),
