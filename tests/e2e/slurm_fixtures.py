@@ -70,6 +70,16 @@ config_schema:
   additionalProperties: false
 defaults: {{exit_code: 3}}
 """,
+    "e2e-timeout-slurm": f"""
+name: e2e-timeout-slurm
+version: "1"
+description: Runs past its one-minute time limit (slurm e2e tests).
+target: slurm
+pool: {POOL}
+run:
+  command: [sh, -c, 'echo "started $ORCH_PROCESS_ID"; sleep 600; echo done']
+resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
+""",
     "e2e-echo-slurm": f"""
 name: e2e-echo-slurm
 version: "1"

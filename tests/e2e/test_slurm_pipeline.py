@@ -93,6 +93,19 @@ def test_stop_of_a_running_job_ends_it_stopped(api, slurm_run, slurm_job_state):
     assert again.status_code == 200 and again.json()["state"] == "STOPPED"
 
 
+def test_a_time_limit_ends_failed_with_the_reason(api, slurm_run, slurm_job_state):
+    # Slurm's smallest limit is one minute, checked every 30 s: this takes 60 to 100 s.
+    pid = slurm_run("e2e-timeout-slurm")
+    wait_for_state(pid, State.RUNNING)
+    process = wait_for_end(pid, timeout=180)
+    assert process.state == State.FAILED, process.message
+    assert "time limit" in process.message and "TIMEOUT" in process.message, process.message
+    assert path_of(api, pid)[-2:] == ["RUNNING", "FAILED"]
+    assert slurm_job_state(process.handle.split(":")[0]) == "TIMEOUT"
+    log = logs_of(api, pid)
+    assert "started" in log and "done" not in log
+
+
 def test_a_job_spec_delivered_twice_gives_one_slurm_job(api, slurm_run, jobs_named,
                                                         slurm_worker):
     pid = slurm_run("e2e-sleep-slurm", {"seconds": 3})

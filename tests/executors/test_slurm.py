@@ -312,6 +312,18 @@ def test_a_bad_partition_is_a_permanent_error(make_spec, tmp_path, partition):
     assert "partition" in str(raised.value)
 
 
+@pytest.mark.parametrize("said, permanent", [
+    ("sbatch: error: Batch job submission failed: Invalid partition name specified", True),
+    ("Batch job submission failed: Requested node configuration is not available", True),
+    # For a few seconds after slurmctld restarts, until the node registers again.
+    ("Batch job submission failed: Required node not available (down, drained or reserved)",
+     False),
+    ("sbatch: error: Batch job submission failed: Unable to contact slurm controller", False),
+])
+def test_only_errors_that_last_make_a_submission_fail(said, permanent):
+    assert slurm_common.submit_error(said).permanent is permanent
+
+
 def test_the_shipped_hello_slurm_pipeline_runs(make_spec, tmp_path):
     pipeline, settings = shipped_pipeline("hello-slurm", tmp_path)
     executor = SlurmExecutor(pipeline["pool"], settings)

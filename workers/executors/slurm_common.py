@@ -266,10 +266,12 @@ def job_env(spec: JobSpec, work_dir: Path, base: dict[str, str]) -> dict[str, st
 # --- running commands --------------------------------------------------------------------------
 
 # Words of a Slurm error that mean "ask again later", not "this job can never be submitted".
+# "Required node not available" comes for a few seconds after slurmctld restarts, until the
+# node registers again (drill 7); an admin's drain ends too.
 TRANSIENT_ERRORS = (
     "unable to contact", "timed out", "zero bytes were transmitted", "connection refused",
     "temporarily unavailable", "temporarily unable", "communication connection failure",
-    "transport endpoint", "try again",
+    "transport endpoint", "try again", "required node not available",
 )
 
 
@@ -489,7 +491,8 @@ class SlurmExecutorBase(Executor):
             return slurm_status(record, code)
         if code is not None:
             return Status(State.SUCCEEDED, 0) if code == 0 else Status(
-                State.FAILED, code, f"exited with code {code}")
+                State.FAILED, code, f"exited with code {code}"
+                + (f" (killed by signal {code - 128})" if code > 128 else ""))
         age = time.time() - handle.submitted
         if age < self.lost_grace_s:
             return Status(message=f"job {handle.job_id} is not listed by Slurm yet, nor in its "

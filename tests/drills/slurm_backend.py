@@ -1,0 +1,203 @@
+"""The Slurm targets as the drills see them, on a private Slurm cluster.
+
+Drill 7 restarts slurmctld, and once wipes its saved state, so it never uses the machine's
+cluster: :class:`PrivateSlurm` starts one of its own with ``deploy/slurm-cluster.sh`` (config,
+state, logs and pids in a directory of its own, its own ports) and stops it the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tests.drills.harness import Backend
+from tests.drills.infra import free_port
+from tests.e2e.stack import ROOT
+
+SCRIPT = ROOT / "deploy" / "slurm-cluster.sh"
+
+
+class PrivateSlurm:
+    """slurmctld, slurmd and slurmrestd of a cluster of their own, in a temporary directory."""
+
+    def __init__(self):
+        # Not under pytest's private tmp dir: slurmrestd runs as another user and reads it.
+        self.home = Path(tempfile.mkdtemp(prefix="orch-drill-slurm-"))
+        self.port = _free_port_run(3)
+        self.env: dict[str, str] = {}
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, "ORCH_SLURM_HOME": str(self.home), "ORCH_SLURM_PORT": str(self.port)}
+        env.pop("SLURM_CONF", None)
+        env.pop("ORCH_SLURMRESTD_ADDR", None)
+        return env
+
+    def _client_env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": self.env["SLURM_CONF"]}
+
+    def _script(self, *args: str, timeout: float = 180) -> str:
+        done = subprocess.run(["bash", str(SCRIPT), *args], env=self._env(), capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeError(f"slurm-cluster.sh {' '.join(args)} failed: {done.stderr[-3000:]}")
+        return done.stdout
+
+    def start(self) -> PrivateSlurm:
+        if shutil.which("slurmctld") is None:
+            raise RuntimeError("drill 7 needs Slurm: run deploy/slurm-cluster.sh (as root)")
+        exports = self._script("start").split("export ", 1)[1]
+        self.env = dict(word.split("=", 1) for word in exports.split())
+        return self
+
+    def restart_ctld(self, cold: bool = False, down_s: float = 0) -> subprocess.Popen:
+        """Start restarting slurmctld (kept down ``down_s`` seconds); wait() on the answer.
+        ``cold``: with its saved state wiped, so jobs are forgotten and ids start again."""
+        env = {**self._env(), "ORCH_SLURM_DOWN_S": str(down_s)}
+        argv = ["bash", str(SCRIPT), "restart-ctld", *(["--cold"] if cold else [])]
+        return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+
+    def controller_up(self) -> bool:
+        done = subprocess.run(["scontrol", "ping"], env=self._client_env(), capture_output=True,
+                              text=True, timeout=30)
+        return "is UP" in done.stdout
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self._script("stop")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def run(self, *argv: str) -> str:
+        """A Slurm client command against this cluster."""
+        done = subprocess.run(list(argv), env=self._client_env(), capture_output=True, text=True,
+                              timeout=30)
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {done.stderr}")
+        return done.stdout
+
+
+def _free_port_run(length: int) -> int:
+    """A port whose ``length`` successors are free too (slurmctld, slurmd, slurmrestd)."""
+    for _ in range(50):
+        port = free_port()
+        if port + length < 65536 and all(_port_free(port + i) for i in range(length)):
+            return port
+    raise RuntimeError(f"no {length} free ports in a row")
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class SlurmBackend(Backend):
+    """Slurm batch jobs on the private cluster, through the ``slurm`` (sbatch) or ``slurm_rest``
+    (slurmrestd) executor, in a pool of the drill's own. Each job appends
+    ``start <process id> <job id>`` to a ledger outside its work dir, so a job started twice
+    shows twice; orphans are the pool's jobs Slurm still runs and job processes still alive."""
+
+    pipeline = "drill-slurm-job"
+
+    def __init__(self, cluster: PrivateSlurm, target: str = "slurm", lost_grace_s: int = 10):
+        self.cluster, self.target, self.lost_grace_s = cluster, target, lost_grace_s
+        self.pool = f"{target.replace('_', '-')}-drill-{os.getpid()}"
+        # World-readable: with slurm_rest, jobs may run as another user than the worker.
+        self.root = Path(tempfile.mkdtemp(prefix="orch-drill-slurm-work-"))
+        self.root.chmod(0o755)
+        self.work_root = self.root / "work"
+        self.work_root.mkdir()
+        self.ledger = self.root / "ledger"
+        self.ledger.touch()
+        self.ledger.chmod(0o666)
+
+    def write_pipelines(self, directory: Path) -> None:
+        (directory / "pools").mkdir(parents=True, exist_ok=True)
+        settings = {"partition": "main", "work_root": str(self.work_root),
+                    "lost_grace_s": self.lost_grace_s, "command_timeout_s": 10}
+        if self.target == "slurm_rest":
+            settings.update(url=self.cluster.env["ORCH_SLURMRESTD_URL"],
+                            jwt_key=self.cluster.env["ORCH_SLURM_JWT_KEY"],
+                            request_timeout_s=10)
+        pool = {"name": self.pool, "target": self.target, "capacity": 16,
+                "queued_limit": "1m", "settings": settings}
+        (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))
+        script = (
+            'echo "start $ORCH_PROCESS_ID $SLURM_JOB_ID" >> "$DRILL_LEDGER"\n'
+            'echo "start $ORCH_PROCESS_ID $SLURM_JOB_ID"\n'
+            "n() { sed -n \"s/.*\\\"$1\\\": *\\([0-9]*\\).*/\\1/p\" \"$ORCH_CONFIG_FILE\"; }\n"
+            'sleep "$(n seconds)"\n'
+            "echo done\n"
+            'exit "$(n exit_code)"\n'
+        )
+        definition = {
+            "name": self.pipeline, "version": "1", "target": self.target, "pool": self.pool,
+            "description": "Notes its start in a ledger, sleeps, exits with the given code.",
+            "run": {"command": ["sh", "-c", script], "env": {"DRILL_LEDGER": str(self.ledger)}},
+            "resources": {"cpus": 1, "memory": "64M", "time_limit": "5m"},
+            "config_schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"seconds": {"type": "integer", "minimum": 0},
+                               "exit_code": {"type": "integer"}},
+            },
+            "defaults": {"seconds": 1, "exit_code": 0},
+        }
+        (directory / f"{self.pipeline}.yaml").write_text(json.dumps(definition))
+
+    def worker_env(self) -> dict[str, str]:
+        # The control plane's grace too (every process of the drill gets this env): a job
+        # reported missing is LOST 10 s later, not 60.
+        return {"SLURM_CONF": self.cluster.env["SLURM_CONF"],
+                "ORCH_LOST_GRACE_S": str(self.lost_grace_s)}
+
+    def starts(self) -> list[tuple[str, str]]:
+        """(process id, Slurm job id) of every job start, in order."""
+        return [tuple(line.split()[1:3]) for line in self.ledger.read_text().splitlines()
+                if len(line.split()) == 3]
+
+    def jobs(self, process_id: str) -> int:
+        return sum(1 for pid, _ in self.starts() if pid == process_id)
+
+    def live_jobs(self) -> list[str]:
+        """``id name state`` of every job of ours Slurm has not ended."""
+        out = self.cluster.run("squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING",
+                               "--format=%i %j %T")
+        return [line for line in out.splitlines() if " orch-" in line]
+
+    def _job_pids(self) -> list[int]:
+        """Live processes working in this drill's work root (the jobs' shells and sleeps)."""
+        root, found = str(self.work_root), []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if (entry / "stat").read_text().split(") ")[1][0] == "Z":
+                    continue
+                if os.readlink(entry / "cwd").startswith(root):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
+
+    def orphans(self) -> list[str]:
+        return self.live_jobs() + [f"process {pid}" for pid in self._job_pids()]
+
+    def cleanup(self) -> None:
+        ids = [line.split()[0] for line in self.live_jobs()]
+        if ids:
+            self.cluster.run("scancel", *ids)
+        for pid in self._job_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
