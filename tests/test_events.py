@@ -145,3 +145,27 @@ def test_stop_of_a_running_process_goes_through_stopping(process, monkeypatch):
     assert process.state == State.STOPPING
     apply(process, state="STOPPED", exit_code=143)
     assert process.state == State.STOPPED
+
+
+def test_events_the_database_refuses_go_back_to_their_queue_as_they_are(process, monkeypatch):
+    """Celery's retry would publish a copy and, with the broker away too, give the message up:
+    the control consumer hands the very message back instead, and publishes nothing."""
+    from celery.exceptions import Reject
+    from django.db import OperationalError
+
+    from apps.processes import tasks
+
+    def database_down(events):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    published = []
+    monkeypatch.setattr(tasks, "DB_REQUEUE_DELAY_S", 0)
+    monkeypatch.setattr(tasks, "events_apply", database_down)
+    monkeypatch.setattr(tasks.apply_events, "apply_async", lambda *a, **k: published.append(a))
+    event = Event(process_id=str(process.pk), source="test", state=State.RUNNING)
+    with pytest.raises(Reject) as rejected:
+        tasks.apply_events([event.to_dict()])
+    assert rejected.value.requeue is True
+    assert published == []
+    process.refresh_from_db()
+    assert process.state != State.RUNNING

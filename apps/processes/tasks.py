@@ -4,8 +4,10 @@ names of ``workers.contract`` so workers send to them without importing this cod
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
+from celery.exceptions import Reject
 from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError
 
@@ -16,19 +18,23 @@ from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, Event, Heartbeat
 
 log = logging.getLogger(__name__)
 
-# A database outage delays events, it never drops them: the task is retried with backoff, and
-# its message is acknowledged only once the events are committed (acks_late).
-DB_RETRY = {
-    "autoretry_for": (DatabaseError, InterfaceError),
-    "retry_backoff": 1,
-    "retry_backoff_max": 30,
-    "max_retries": None,
-}
+# How long a consumer thread waits before it hands back events the database refused.
+DB_REQUEUE_DELAY_S = 2.0
 
 
-@shared_task(name=TASK_APPLY_EVENTS, **DB_RETRY)
+@shared_task(name=TASK_APPLY_EVENTS)
 def apply_events(events: list[dict]) -> int:
-    return events_apply([Event.from_dict(e) for e in events])
+    """A database outage delays events, it never drops them: the message is acknowledged only
+    once the events are committed (acks_late), and events the database refused go back to the
+    queue as they are. Not Celery's retry: that publishes a copy, and when the broker is away
+    too it gives the message up."""
+    try:
+        return events_apply([Event.from_dict(e) for e in events])
+    except (DatabaseError, InterfaceError) as exc:
+        log.warning("%d events not applied, the database is unavailable; requeued: %s",
+                    len(events), exc)
+        time.sleep(DB_REQUEUE_DELAY_S)
+        raise Reject(str(exc), requeue=True) from None
 
 
 @shared_task(name=TASK_HEARTBEAT, ignore_result=True)

@@ -17,6 +17,7 @@ jobs and find its leftovers) and its drill, and reuses everything else.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,36 @@ DRILL_SETTINGS = {
 }
 # Job output start line: "start <process id> <pid>".
 START = "start {}"
+
+
+def write_pipeline(directory: Path, name: str, *, target: str, pool: str, run: dict,
+                   description: str, cpus: float = 1) -> None:
+    """A drill pipeline: its job notes its start, sleeps ``seconds`` and exits ``exit_code``
+    (its config)."""
+    definition = {
+        "name": name, "version": "1", "target": target, "pool": pool,
+        "description": description, "run": run,
+        "resources": {"cpus": cpus, "memory": "64M", "time_limit": "5m"},
+        "config_schema": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"seconds": {"type": "integer", "minimum": 0},
+                           "exit_code": {"type": "integer"}},
+        },
+        "defaults": {"seconds": 1, "exit_code": 0},
+    }
+    (directory / f"{name}.yaml").write_text(json.dumps(definition))
+
+
+def sh_job(note_start: str) -> str:
+    """The sh script of a drill job: ``note_start`` (its start line), then it sleeps and exits
+    as its config says, read from the config file as data."""
+    return (
+        note_start
+        + "n() { sed -n \"s/.*\\\"$1\\\": *\\([0-9]*\\).*/\\1/p\" \"$ORCH_CONFIG_FILE\"; }\n"
+        'sleep "$(n seconds)"\n'
+        "echo done\n"
+        'exit "$(n exit_code)"\n'
+    )
 
 
 @dataclass
@@ -323,9 +354,10 @@ class DrillStack:
         return wait_for(complete, 20, f"the whole log of {pid}", interval=0.3)["text"]
 
     def summary(self, expected: dict[str, Expect]) -> dict:
+        """The drill's figures: processes, jobs, and how many ended in each state."""
         states: dict[str, int] = {}
-        for want in expected.values():
-            states[want.state.value] = states.get(want.state.value, 0) + 1
+        for state in (self.states(list(expected)) or {}).values():
+            states[state] = states.get(state, 0) + 1
         return {"drill": self.name, "processes": len(expected), "states": states,
                 "jobs": sum(self.backend.jobs(pid) for pid in expected),
                 "seconds": round(time.monotonic() - self.started_at, 1)}

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.drills.harness import Backend
+from tests.drills.harness import Backend, sh_job, write_pipeline
 from tests.drills.infra import free_port
 from tests.e2e.stack import ROOT
 
@@ -133,27 +133,13 @@ class SlurmBackend(Backend):
         pool = {"name": self.pool, "target": self.target, "capacity": 16,
                 "queued_limit": "1m", "settings": settings}
         (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))
-        script = (
-            'echo "start $ORCH_PROCESS_ID $SLURM_JOB_ID" >> "$DRILL_LEDGER"\n'
-            'echo "start $ORCH_PROCESS_ID $SLURM_JOB_ID"\n'
-            "n() { sed -n \"s/.*\\\"$1\\\": *\\([0-9]*\\).*/\\1/p\" \"$ORCH_CONFIG_FILE\"; }\n"
-            'sleep "$(n seconds)"\n'
-            "echo done\n"
-            'exit "$(n exit_code)"\n'
-        )
-        definition = {
-            "name": self.pipeline, "version": "1", "target": self.target, "pool": self.pool,
-            "description": "Notes its start in a ledger, sleeps, exits with the given code.",
-            "run": {"command": ["sh", "-c", script], "env": {"DRILL_LEDGER": str(self.ledger)}},
-            "resources": {"cpus": 1, "memory": "64M", "time_limit": "5m"},
-            "config_schema": {
-                "type": "object", "additionalProperties": False,
-                "properties": {"seconds": {"type": "integer", "minimum": 0},
-                               "exit_code": {"type": "integer"}},
-            },
-            "defaults": {"seconds": 1, "exit_code": 0},
-        }
-        (directory / f"{self.pipeline}.yaml").write_text(json.dumps(definition))
+        script = sh_job('echo "start $ORCH_PROCESS_ID $SLURM_JOB_ID" >> "$DRILL_LEDGER"\n'
+                        'echo "start $ORCH_PROCESS_ID $SLURM_JOB_ID"\n')
+        write_pipeline(directory, self.pipeline, target=self.target, pool=self.pool,
+                       description="Notes its start in a ledger, sleeps, exits with the given "
+                                   "code.",
+                       run={"command": ["sh", "-c", script],
+                            "env": {"DRILL_LEDGER": str(self.ledger)}})
 
     def worker_env(self) -> dict[str, str]:
         # The control plane's grace too (every process of the drill gets this env): a job

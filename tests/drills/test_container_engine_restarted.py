@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.harness import Backend, Expect
+from tests.drills.harness import Backend, Expect, sh_job, write_pipeline
 from tests.drills.infra import wait_for
 from workers.contract import State
 
@@ -92,26 +92,10 @@ class DockerBackend(Backend):
                 "settings": {"pull": "never", "network": "none", "stop_grace_s": 2,
                              "work_root": str(self.run_dir / "work")}}
         (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))
-        script = (
-            'echo "start $ORCH_PROCESS_ID $$"\n'
-            "n() { sed -n \"s/.*\\\"$1\\\": *\\([0-9]*\\).*/\\1/p\" \"$ORCH_CONFIG_FILE\"; }\n"
-            'sleep "$(n seconds)"\n'
-            "echo done\n"
-            'exit "$(n exit_code)"\n'
-        )
-        definition = {
-            "name": self.pipeline, "version": "1", "target": "docker", "pool": self.pool,
-            "description": "Prints its start, sleeps, exits with the given code.",
-            "run": {"image": IMAGE, "command": ["sh", "-c", script]},
-            "resources": {"cpus": 0.5, "memory": "64M", "time_limit": "5m"},
-            "config_schema": {
-                "type": "object", "additionalProperties": False,
-                "properties": {"seconds": {"type": "integer", "minimum": 0},
-                               "exit_code": {"type": "integer"}},
-            },
-            "defaults": {"seconds": 1, "exit_code": 0},
-        }
-        (directory / f"{self.pipeline}.yaml").write_text(json.dumps(definition))
+        write_pipeline(directory, self.pipeline, target="docker", pool=self.pool, cpus=0.5,
+                       description="Prints its start, sleeps, exits with the given code.",
+                       run={"image": IMAGE,
+                            "command": ["sh", "-c", sh_job('echo "start $ORCH_PROCESS_ID $$"\n')]})
 
     def worker_env(self) -> dict[str, str]:
         return {"DOCKER_HOST": f"unix://{self.engine.socket}"}
