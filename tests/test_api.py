@@ -269,3 +269,23 @@ def test_client_credentials_token_endpoint(db, client, pipelines):
     denied = client.post(PROCESSES, {"pipeline": "hello"},
                          HTTP_AUTHORIZATION=f"Bearer {ro['access_token']}")
     assert denied.status_code == 403
+
+
+def test_two_workers_of_one_pool_on_one_host_show_as_two(api):
+    from apps.pipelines.services import worker_heartbeat
+    from workers.contract import Heartbeat
+
+    def beat(name: str, busy: int) -> None:
+        worker_heartbeat(Heartbeat(pool="local", host="node1", target="local", version="1",
+                                   capacity=4, busy=busy, name=f"{name}@node1"))
+
+    beat("local", 1)
+    beat("local-2", 3)
+    beat("local", 2)  # the same worker again: its row is updated, not doubled
+    local = next(p for p in api.get("/api/pools/").json() if p["name"] == "local")
+    assert local["status"] == "up"
+    assert sorted((w["name"], w["busy"]) for w in local["workers"]) == [
+        ("local-2@node1", 3), ("local@node1", 2)]
+    assert local["busy"] == 5
+    health = api.get("/api/health/").json()
+    assert health["pools"]["local"]["workers"] == 2

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--target", choices=sorted(EXECUTORS),
                         help="the pool's target kind (default: read from the pool's name: "
                         "local, docker-main, slurm-rest, ecs-spot)")
+    parser.add_argument("--name",
+                        help="this worker's name, unique on its host (default: the pool's "
+                        "name); two workers of one pool on one host need two names")
     parser.add_argument("--concurrency", type=int, default=4,
                         help="tasks at once (submissions and polls; running jobs hold none)")
     parser.add_argument("--loglevel", default=os.environ.get("LOG_LEVEL", "INFO"))
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     app.worker_main([
         "worker", "--pool=threads", f"--concurrency={args.concurrency}",
-        f"--queues={','.join(queues)}", f"--hostname={args.pool}@{this_host()}",
+        f"--queues={','.join(queues)}", f"--hostname={args.name or args.pool}@{this_host()}",
         f"--loglevel={args.loglevel}", "--without-gossip", "--without-mingle",
     ])
 

@@ -286,6 +286,8 @@ class Heartbeat:
     capacity: int
     busy: int
     at: float = field(default_factory=time.time)
+    # Celery's node name (``<name>@<host>``): tells two workers of one pool on one host apart.
+    name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

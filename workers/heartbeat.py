@@ -39,7 +39,8 @@ def install(app, *, pool: str, target: str) -> None:
             from celery.worker.state import active_requests
 
             beat = Heartbeat(pool=pool, host=this_host(), target=target, version=__version__,
-                             capacity=worker.concurrency or 1, busy=len(active_requests))
+                             capacity=worker.concurrency or 1, busy=len(active_requests),
+                             name=worker.hostname or "")
             try:
                 app.send_task(TASK_HEARTBEAT, args=[beat.to_dict()], queue=CONTROL_QUEUE,
                               expires=INTERVAL_S * 3)

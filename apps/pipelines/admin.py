@@ -43,6 +43,6 @@ class PoolAdmin(admin.ModelAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ["pool", "host", "target", "version", "capacity", "busy", "last_seen"]
+    list_display = ["pool", "host", "name", "target", "version", "capacity", "busy", "last_seen"]
     list_filter = ["pool"]
     readonly_fields = [f.name for f in Worker._meta.fields]

@@ -76,6 +76,8 @@ class Worker(models.Model):
 
     pool = models.CharField(max_length=100)
     host = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, blank=True, default="",
+                            help_text="Celery's node name, <name>@<host>")
     target = models.CharField(max_length=32)
     version = models.CharField(max_length=50, blank=True)
     capacity = models.PositiveIntegerField(default=0)
@@ -84,8 +86,9 @@ class Worker(models.Model):
     last_seen = models.DateTimeField()
 
     class Meta:
-        ordering = ["pool", "host"]
-        constraints = [models.UniqueConstraint(fields=["pool", "host"], name="one_worker_per_host")]
+        ordering = ["pool", "host", "name"]
+        constraints = [models.UniqueConstraint(fields=["pool", "host", "name"],
+                                               name="one_row_per_worker")]
 
     def __str__(self) -> str:
-        return f"{self.pool}@{self.host}"
+        return f"{self.pool}: {self.name or self.host}"

@@ -66,8 +66,9 @@ def pool_overview() -> list[dict]:
             "target": pool.target,
             "capacity": pool.capacity,
             "status": "up" if live else "down",
-            "workers": [{"host": w.host, "version": w.version, "capacity": w.capacity,
-                         "busy": w.busy, "last_seen": w.last_seen} for w in live],
+            "workers": [{"name": w.name, "host": w.host, "version": w.version,
+                         "capacity": w.capacity, "busy": w.busy, "last_seen": w.last_seen}
+                        for w in live],
             "busy": sum(w.busy for w in live),
             "pending": counts[(pool.name, State.PENDING)],
             "queued": counts[(pool.name, State.QUEUED)],

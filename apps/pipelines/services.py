@@ -115,7 +115,7 @@ def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool
 def worker_heartbeat(beat) -> None:
     """Record that a worker of a pool is alive (a ``workers.contract.Heartbeat``)."""
     Worker.objects.update_or_create(
-        pool=beat.pool, host=beat.host,
+        pool=beat.pool, host=beat.host, name=beat.name,
         defaults={"target": beat.target, "version": beat.version, "capacity": beat.capacity,
                   "busy": beat.busy, "last_seen": datetime.fromtimestamp(beat.at, UTC)},
     )

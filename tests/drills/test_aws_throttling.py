@@ -27,10 +27,8 @@ pytestmark = [pytest.mark.drill, pytest.mark.e2e,
               pytest.mark.filterwarnings("ignore:.*ThrottlingException does not match")]
 
 CLUSTER = "orch-drill"
-# Attempts per AWS call (the pool setting max_attempts; the executor's default is 8, whose
-# backoff holds one throttled call for 35-60 s here), and answers refused per action: more
-# throttles than one call's attempts, so whole polls fail.
-MAX_ATTEMPTS = 3
+# Answers refused per action: more throttles than a poll's attempts (the pool's poll_attempts,
+# 3 by default), so whole polls fail.
 THROTTLES = 10
 LOST = 3
 ROLE = "arn:aws:iam::123456789012:role/orchestration-ecs"
@@ -58,8 +56,7 @@ class EcsBackend(Backend):
                     "endpoint_url": self.emulator.url, "launch_type": "FARGATE",
                     "subnets": subnets, "security_groups": groups,
                     "execution_role_arn": ROLE, "task_role_arn": ROLE,
-                    "log_group": f"/orchestration/{self.pool}", "log_settle_s": 0,
-                    "max_attempts": MAX_ATTEMPTS}}
+                    "log_group": f"/orchestration/{self.pool}", "log_settle_s": 0}}
         (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))
         definition = {
             "name": self.pipeline, "version": "1", "target": "ecs", "pool": self.pool,

@@ -371,25 +371,37 @@ def test_throttled_describe_tasks_is_retried_not_turned_into_a_failed_job(emulat
     spec = make_spec("sleep")
     item = item_for(spec, executor.submit(spec).handle)
     poll_until(executor, item, lambda e: e.state == State.RUNNING)
-    emulator.throttle("DescribeTasks", 3)  # AWS: "Rate exceeded"
+    emulator.throttle("DescribeTasks", 2)  # AWS: "Rate exceeded"
     before = emulator.calls[("ecs", "DescribeTasks")]
     (event,) = executor.poll([item])
     assert event.state == State.RUNNING
     assert not event.missing
-    assert emulator.calls[("ecs", "DescribeTasks")] - before == 4  # three refused, one answered
+    assert emulator.calls[("ecs", "DescribeTasks")] - before == 3  # two refused, one answered
 
 
 def test_a_poll_aws_keeps_refusing_raises_and_decides_nothing(emulator, make_spec):
-    executor = EcsExecutor("ecs-refused", settings_for(emulator, max_attempts=2))
+    executor = EcsExecutor("ecs-refused", settings_for(emulator))
     spec = make_spec("ok")
     item = item_for(spec, executor.submit(spec).handle)
-    emulator.throttle("DescribeTasks", 2)
+    emulator.throttle("DescribeTasks", 3)
+    before = emulator.calls[("ecs", "DescribeTasks")]
     with pytest.raises(ExecutorError) as raised:
         executor.poll([item])
     assert not raised.value.permanent
     assert "ThrottlingException" in str(raised.value)
+    # A poll gives up after poll_attempts (3), not max_attempts (8): the next comes soon.
+    assert emulator.calls[("ecs", "DescribeTasks")] - before == 3
     events = poll_until(executor, item, ended)  # the next polls carry on where it was
     assert events[-1].state == State.SUCCEEDED
+
+
+def test_a_submission_outlasts_more_throttling_than_a_poll(emulator, make_spec):
+    executor = EcsExecutor("ecs-throttled-submit", settings_for(emulator))
+    spec = make_spec("ok")
+    emulator.throttle("RunTask", 4)  # more than a poll takes, fewer than max_attempts (8)
+    sub = executor.submit(spec)
+    assert tasks_of(emulator, spec) == [sub.handle]
+    assert emulator.calls[("ecs", "RunTask")] == 5
 
 
 # --- what is refused before anything starts -----------------------------------------------------

@@ -38,6 +38,9 @@ platform_version            Fargate platform version (default: ECS's ``LATEST``)
 family_prefix               task definition family prefix (default ``orch-``)
 container_name              the job's container in the task definition (default ``main``)
 max_attempts                attempts per AWS call, retries included (default 8)
+poll_attempts               attempts of a poll's DescribeTasks and GetLogEvents (default 3):
+                            a failed poll decides nothing and the next comes in seconds, so a
+                            poll does not wait out a long throttle (8 held one for 36 s)
 log_reads_per_poll          running tasks whose logs are read per poll (default 50)
 log_settle_s                seconds after stoppedAt before the end is reported (default 5)
 endpoint_url                only for emulators and tests (moto); never for AWS itself
@@ -173,6 +176,7 @@ class EcsExecutor(Executor):
         self.log_group = s.get("log_group") or f"/orchestration/{pool}"
         self.log_prefix = s.get("log_stream_prefix") or "orch"
         self.max_attempts = int(s.get("max_attempts") or 8)
+        self.poll_attempts = int(s.get("poll_attempts") or min(3, self.max_attempts))
         budget = s.get("log_reads_per_poll", 50)
         self.log_budget = None if budget is None else int(budget)
         self.log_settle_s = float(s.get("log_settle_s", 5))
@@ -194,18 +198,19 @@ class EcsExecutor(Executor):
             x["capacityProvider"].startswith("FARGATE") for x in self.strategy
         )
 
-    def client(self, service: str):
+    def client(self, service: str, attempts: int | None = None):
+        attempts = attempts or self.max_attempts
         if not self.region:
             raise ExecutorError(
                 f"pool {self.pool}: no AWS region (set settings.region or AWS_REGION)",
                 permanent=True,
             )
-        key = (service, self.region, self.endpoint_url, self.max_attempts, self.pool)
+        key = (service, self.region, self.endpoint_url, attempts, self.pool)
         with _LOCK:
             if key not in _CLIENTS:
                 config = Config(
                     region_name=self.region,
-                    retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
+                    retries={"mode": "adaptive", "total_max_attempts": attempts},
                     connect_timeout=10, read_timeout=30, user_agent_extra="orchestration",
                 )
                 _CLIENTS[key] = boto3.session.Session().client(
@@ -220,6 +225,14 @@ class EcsExecutor(Executor):
     @property
     def logs(self):
         return self.client("logs")
+
+    @property
+    def ecs_polling(self):
+        return self.client("ecs", self.poll_attempts)
+
+    @property
+    def logs_polling(self):
+        return self.client("logs", self.poll_attempts)
 
     def call(self, client, operation: str, **kwargs) -> dict[str, Any]:
         """Every AWS call goes through here: botocore retries (adaptive mode) and times out;
@@ -435,7 +448,8 @@ class EcsExecutor(Executor):
         }
         tasks: dict[str, dict[str, Any]] = {}
         for cluster, batch in self._batches(arns):
-            answer = self.call(self.ecs, "describe_tasks", cluster=cluster, tasks=batch)
+            answer = self.call(self.ecs_polling, "describe_tasks", cluster=cluster,
+                               tasks=batch)
             for task in answer.get("tasks") or []:
                 tasks[task["taskArn"]] = task
             for failure in answer.get("failures") or []:
@@ -539,7 +553,7 @@ class EcsExecutor(Executor):
             if token:
                 kwargs["nextToken"] = token
             try:
-                page = self.call(self.logs, "get_log_events", **kwargs)
+                page = self.call(self.logs_polling, "get_log_events", **kwargs)
             except AwsError as exc:
                 if exc.code == "ResourceNotFoundException":  # no output written yet
                     break
