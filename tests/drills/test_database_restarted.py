@@ -2,8 +2,9 @@
 while jobs end and their events are in flight.
 
 While the database is away the API says so (health 503), the control consumer cannot commit
-events and retries them with backoff without acknowledging them, and the poll loop skips its
-rounds. Once the database is back, every event is applied and every process ends once.
+events and hands their messages back to the queue without acknowledging them, and the poll
+loop skips its rounds. Once the database is back, every event is applied and every process
+ends once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def test_database_restarted(drill, platform, record):
     assert health.status_code == 503 and not health.json()["database"]["ok"]
     time.sleep(DOWN_S)  # jobs end; their events wait in the broker
     platform.postgres.start()
-    assert "Retry in" in drill.services["control"].output(), "no event waited for the database"
+    assert "events not applied, the database is unavailable; requeued" in (
+        drill.services["control"].output()), "no event waited for the database"
 
     expected = {pid: Expect(State.SUCCEEDED, 0) for pid in burst + longer}
     expected.update({pid: Expect(State.FAILED, 3) for pid in failing})

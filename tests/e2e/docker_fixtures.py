@@ -8,7 +8,6 @@ without one every test fails with a message that says how to start it."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from contextlib import closing
 from pathlib import Path
@@ -19,8 +18,9 @@ from docker.errors import DockerException
 
 from apps.processes.models import Process
 from tests.e2e import stack
+from tests.e2e.client import post_process
 from tests.e2e.stack import wait_until
-from workers.contract import host_queue, is_terminal, pool_queue, this_host
+from workers.contract import is_terminal
 from workers.executors.docker import LABEL_PROCESS
 
 POOL = "docker-main"
@@ -160,35 +160,15 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session")
 def docker_worker(stack_env, control_plane, engine):
-    """A worker of the docker-main pool, started once the control consumer is ready (it loads
-    the shipped pipelines as it starts, which would retire the test pipelines loaded before)."""
-    env, run_dir = stack_env
-    stack.purge_queues([pool_queue(POOL), host_queue(POOL, this_host())])
-    consumer = control_plane[0]
-    wait_until(lambda: " ready." in consumer.output() or not consumer.alive(), timeout=60,
-               what="the control consumer to be ready")
-    assert consumer.alive(), consumer.output()[-3000:]
-    # INFO: the tests read which submissions the worker answered from its log.
-    worker = stack.worker({**env, "LOG_LEVEL": "INFO"}, run_dir, pool=POOL).start()
-    wait_until(lambda: " ready." in worker.output() or not worker.alive(), timeout=60,
-               what="the docker-main worker to be ready")
-    assert worker.alive(), worker.output()[-3000:]
+    """A worker of the docker-main pool."""
+    worker = stack.pool_worker(stack_env, control_plane, POOL)
     yield worker
     worker.stop()
 
 
 @pytest.fixture(scope="session")
 def docker_pipelines_dir(tmp_path_factory) -> Path:
-    """The shipped pipelines and pools plus the test pipelines, in one directory: loading it
-    retires nothing that the shipped directory holds."""
-    folder = tmp_path_factory.mktemp("pipelines")
-    shipped = stack.ROOT / "pipelines"
-    shutil.copytree(shipped / "pools", folder / "pools")
-    for path in shipped.glob("*.yaml"):
-        shutil.copy(path, folder / path.name)
-    for name, text in TEST_PIPELINES.items():
-        (folder / f"{name}.yaml").write_text(text.lstrip())
-    return folder
+    return stack.pipelines_with(tmp_path_factory.mktemp("pipelines"), TEST_PIPELINES)
 
 
 @pytest.fixture
@@ -204,10 +184,7 @@ def docker_run(api, engine, docker_worker, docker_pipelines_dir):
     started: list[str] = []
 
     def post(pipeline: str, config: dict | None = None) -> str:
-        response = api.post("/api/processes/", {"pipeline": pipeline, "used_config": config or {}},
-                            format="json")
-        assert response.status_code == 201, response.content
-        started.append(response.json()["id"])
+        started.append(post_process(api, pipeline, config))
         return started[-1]
 
     yield post

@@ -4,6 +4,7 @@ workers, each a subprocess the test owns (stopped by its pid, never by name)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,37 @@ def beat(env, log_dir) -> Service:
 def worker(env, log_dir, pool: str = "local", name: str | None = None) -> Service:
     return Service(name or f"worker-{pool}",
                    [sys.executable, "-m", "workers", "--pool", pool], env, log_dir)
+
+
+def pool_worker(stack_env, control_plane, pool: str) -> Service:
+    """A started worker of ``pool``, once the control consumer is ready (it loads the shipped
+    pipelines as it starts, which would retire test pipelines loaded before)."""
+    from workers.contract import host_queue, pool_queue, this_host
+
+    env, run_dir = stack_env
+    purge_queues([pool_queue(pool), host_queue(pool, this_host())])
+    consumer = control_plane[0]
+    wait_until(lambda: " ready." in consumer.output() or not consumer.alive(), timeout=60,
+               what="the control consumer to be ready")
+    assert consumer.alive(), consumer.output()[-3000:]
+    # INFO: the tests read which submissions the worker answered from its log.
+    started = worker({**env, "LOG_LEVEL": "INFO"}, run_dir, pool=pool).start()
+    wait_until(lambda: " ready." in started.output() or not started.alive(), timeout=60,
+               what=f"the {pool} worker to be ready")
+    assert started.alive(), started.output()[-3000:]
+    return started
+
+
+def pipelines_with(folder: Path, test_pipelines: dict[str, str]) -> Path:
+    """``folder`` filled with the shipped pipelines and pools plus the test pipelines: loading
+    it retires nothing that the shipped directory holds."""
+    shipped = ROOT / "pipelines"
+    shutil.copytree(shipped / "pools", folder / "pools")
+    for path in shipped.glob("*.yaml"):
+        shutil.copy(path, folder / path.name)
+    for name, text in test_pipelines.items():
+        (folder / f"{name}.yaml").write_text(text.lstrip())
+    return folder
 
 
 def purge_queues(names: list[str]) -> None:

@@ -11,43 +11,18 @@ import pytest
 
 from apps.processes import messaging
 from apps.processes.models import Process
+from tests.e2e.client import PROCESSES, path_of, post_process, wait_for_end, wait_for_state
 from tests.e2e.stack import wait_until
-from workers.contract import State, is_terminal
+from workers.contract import State
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
-
-PROCESSES = "/api/processes/"
 
 
 @pytest.fixture
 def run(api, local_worker):
     """run(pipeline, config) -> process id, posted through the API."""
 
-    def post(pipeline: str, config: dict | None = None) -> str:
-        response = api.post(PROCESSES, {"pipeline": pipeline, "used_config": config or {}},
-                            format="json")
-        assert response.status_code == 201, response.content
-        return response.json()["id"]
-
-    return post
-
-
-def state_of(pid: str) -> str:
-    return Process.objects.get(pk=pid).state
-
-
-def wait_for_state(pid: str, *states: str, timeout: float = 60) -> Process:
-    wait_until(lambda: state_of(pid) in states, timeout, what=f"{pid} to reach {states}")
-    return Process.objects.get(pk=pid)
-
-
-def wait_for_end(pid: str, timeout: float = 60) -> Process:
-    wait_until(lambda: is_terminal(state_of(pid)), timeout, what=f"{pid} to end")
-    return Process.objects.get(pk=pid)
-
-
-def path_of(api, pid: str) -> list[str]:
-    return [e["to_state"] for e in api.get(f"{PROCESSES}{pid}/events/").json()]
+    return lambda pipeline, config=None: post_process(api, pipeline, config)
 
 
 def runner_alive(work_root: str, pid: str) -> bool:

@@ -13,40 +13,19 @@ import pytest
 
 from apps.processes import messaging
 from apps.processes.models import Process
+from tests.e2e.client import (
+    PROCESSES,
+    logs_of,
+    path_of,
+    wait_for_end,
+    wait_for_log,
+    wait_for_state,
+)
 from tests.e2e.stack import wait_until
-from workers.contract import State, is_terminal
+from workers.contract import State
 
 pytest_plugins = ["tests.e2e.slurm_fixtures"]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
-
-PROCESSES = "/api/processes/"
-
-
-def state_of(pid: str) -> str:
-    return Process.objects.get(pk=pid).state
-
-
-def wait_for_state(pid: str, *states: str, timeout: float = 60) -> Process:
-    wait_until(lambda: state_of(pid) in states, timeout, what=f"{pid} to reach {states}")
-    return Process.objects.get(pk=pid)
-
-
-def wait_for_end(pid: str, timeout: float = 90) -> Process:
-    wait_until(lambda: is_terminal(state_of(pid)), timeout, what=f"{pid} to end")
-    return Process.objects.get(pk=pid)
-
-
-def path_of(api, pid: str) -> list[str]:
-    return [e["to_state"] for e in api.get(f"{PROCESSES}{pid}/events/").json()]
-
-
-def logs_of(api, pid: str) -> str:
-    return api.get(f"{PROCESSES}{pid}/logs/").json()["text"]
-
-
-def wait_for_log(api, pid: str, text: str, timeout: float = 30) -> str:
-    return wait_until(lambda: text in (log := logs_of(api, pid)) and log, timeout,
-                      what=f"{text!r} in the log of {pid}")
 
 
 def test_hello_slurm_succeeds_with_its_logs(api, slurm_run, jobs_named):
