@@ -118,7 +118,10 @@ start_service() {
         mkdir -p "$STATE" "$(dirname "$SOCKET")" "$(dirname "$PIDFILE")"
         [ -S "$SOCKET" ] && rm -f "$SOCKET"  # left by a service that is gone (nothing answers)
         say "starting podman system service on unix://$SOCKET (log: $LOGFILE)"
-        setsid podman system service --time=0 "unix://$SOCKET" </dev/null >>"$LOGFILE" 2>&1 &
+        # From /: the service outlives this checkout, and conmon cannot start containers from
+        # a deleted working directory ("write child: broken pipe").
+        (cd / && exec setsid podman system service --time=0 "unix://$SOCKET" </dev/null \
+            >>"$LOGFILE" 2>&1) &
         pid=$!
         echo "$pid" >"$PIDFILE"
     fi

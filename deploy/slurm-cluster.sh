@@ -252,10 +252,11 @@ start_rest() {
     rest_ok && return 0
     our_pid slurmrestd >/dev/null && stop_daemon slurmrestd
     say "starting slurmrestd on $REST_ADDR as $REST_USER"
-    SLURM_JWT=daemon setsid setpriv --reuid="$REST_USER" --regid="$REST_USER" --init-groups \
-        /usr/sbin/slurmrestd -a rest_auth/jwt \
+    # From /: the daemon outlives this checkout (a CI clone is deleted afterwards).
+    (cd / && SLURM_JWT=daemon exec setsid setpriv --reuid="$REST_USER" --regid="$REST_USER" \
+        --init-groups /usr/sbin/slurmrestd -a rest_auth/jwt \
         -s openapi/v0.0.38,openapi/v0.0.37,openapi/v0.0.36 "$REST_ADDR" \
-        </dev/null >>"$LOG_DIR/slurmrestd.log" 2>&1 3>&- &
+        </dev/null >>"$LOG_DIR/slurmrestd.log" 2>&1 3>&-) &
     echo $! >"$VAR/slurmrestd.pid"
     wait_for slurmrestd rest_ok
 }

@@ -8,78 +8,24 @@ lets every other call reach the real cluster.
 
 from __future__ import annotations
 
-import json
 import subprocess
-import time
 import uuid
-from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from tests.executors.contract import ended, full_log, item_for, poll_until
+from tests.executors.slurm_contract import (
+    COMMANDS,
+    SlurmContract,
+    cancel_named,
+    require_cluster,
+    shipped_pipeline,
+    slurm,
+)
 from workers.contract import JobSpec, Resources, State
 from workers.executors import slurm_common
 from workers.executors.base import ExecutorError
 from workers.executors.slurm import SlurmExecutor
-
-COMMANDS = {
-    "ok": ["sh", "-c", 'echo "hello from $ORCH_PROCESS_ID"'],
-    "fail": ["sh", "-c", "echo failing; exit 3"],
-    "sleep": ["sleep", "60"],
-    "config": ["sh", "-c", 'cat "$ORCH_CONFIG_FILE"'],
-}
-START_ADVICE = "start it first, as root: deploy/slurm-cluster.sh start"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def slurm(*argv: str) -> subprocess.CompletedProcess:
-    """A Slurm command of the test itself (not of the executor under test)."""
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-
-
-def require_cluster() -> None:
-    """Fail (never skip) with advice when the cluster does not answer."""
-    try:
-        ping = slurm("scontrol", "ping")
-    except FileNotFoundError:
-        pytest.fail(f"Slurm is not installed on this machine: {START_ADVICE}")
-    if ping.returncode != 0 or "is UP" not in ping.stdout:
-        pytest.fail(f"slurmctld does not answer ({(ping.stdout + ping.stderr).strip()}): "
-                    f"{START_ADVICE}")
-    states = slurm("sinfo", "-h", "-o", "%t").stdout.split()
-    if not any(s in ("idle", "mix", "alloc", "comp") for s in states):
-        pytest.fail(f"no Slurm node is up (sinfo says {states}): {START_ADVICE}")
-
-
-def cancel_named(names: set[str]) -> None:
-    """Cancel every job still held under one of ``names``: tests leave no job behind."""
-    if not names:
-        return
-    listed = slurm("squeue", "-h", "-o", "%i %j", f"--name={','.join(sorted(names))}").stdout
-    ids = [line.split()[0] for line in listed.splitlines() if line.strip()]
-    if ids:
-        slurm("scancel", *ids)
-
-
-def hostile_config(tmp_path) -> tuple[dict, list]:
-    """A config whose values would run code if pasted into a shell line, and the files
-    that code would create."""
-    marks = [tmp_path / f"pwned{i}" for i in range(3)]
-    return {
-        "subst": f"$(touch {marks[0]})",
-        "backticks": f"`touch {marks[1]}`",
-        "quotes": f"it's \"quoted\"'; touch {marks[2]}; echo '",
-        "newlines": "line one\nline two\n#SBATCH --wrap=evil\n",
-        "nested": {"list": ["$HOME", "${PATH}", "\\n"]},
-    }, marks
-
-
-def shipped_pipeline(name: str, work_root) -> tuple[dict, dict]:
-    """A pipeline file of pipelines/ and its pool's settings, with a test's work root."""
-    pipeline = yaml.safe_load((ROOT / "pipelines" / f"{name}.yaml").read_text())
-    pool = yaml.safe_load((ROOT / "pipelines" / "pools" / f"{pipeline['pool']}.yaml").read_text())
-    return pipeline, {**pool["settings"], "work_root": str(work_root)}
 
 
 class CallLog:
@@ -149,43 +95,6 @@ def timed_out_job(cluster, tmp_path_factory):
     cancel_named({spec.job_name})
 
 
-@pytest.fixture
-def unknown_handle():
-    return f"99999999:orch-{uuid.uuid4()}:{int(time.time()) - 3600}"
-
-
-class TestSlurmContract(ExecutorContract):
-    pass
-
-
-def test_scancel_stops_the_job(executor, make_spec):
-    spec = make_spec("sleep")
-    sub = executor.submit(spec)
-    item = item_for(spec, sub.handle)
-    poll_until(executor, item, lambda e: e.state == State.RUNNING)
-    executor.cancel(sub.handle)
-    events = poll_until(executor, item, ended)
-    assert events[-1].state == State.STOPPED
-    assert "CANCELLED" in events[-1].message
-
-
-def test_config_stays_literal_data(executor, make_spec, tmp_path):
-    config, marks = hostile_config(tmp_path)
-    # The pipeline's own argv is quoted word by word too.
-    show = 'cat "$ORCH_CONFIG_FILE"; echo; printf "%s\\n" "$1"'
-    spec = make_spec("config", config=config,
-                     command=["sh", "-c", show, "sh", f"$(touch {marks[0]})"])
-    sub = executor.submit(spec)
-    events = poll_until(executor, item_for(spec, sub.handle), ended)
-    assert events[-1].state == State.SUCCEEDED
-    shipped = full_log(events)
-    assert json.loads(shipped.splitlines()[0]) == config
-    assert f"$(touch {marks[0]})" in shipped
-    assert not [m for m in marks if m.exists()]
-    batch = (executor.work_dir(spec.process_id) / "job.sh").read_text()
-    assert "pwned1" not in batch and "line two" not in batch
-
-
 def test_one_squeue_answers_for_many_jobs(executor, make_spec, monkeypatch):
     specs = [make_spec("sleep") for _ in range(20)]
     items = [item_for(s, executor.submit(s).handle) for s in specs]
@@ -234,23 +143,6 @@ def test_running_job_missing_from_one_squeue_answer_is_not_decided(executor, mak
     monkeypatch.undo()
     (event,) = executor.poll([item])
     assert event.state == State.RUNNING
-
-
-def test_a_job_that_now_has_our_id_and_another_name_is_not_ours(executor, unknown_handle):
-    other = f"other-{uuid.uuid4()}"
-    job_id = slurm("sbatch", "--parsable", f"--job-name={other}", "--mem=64M",
-                   "--output=/dev/null", "--wrap=sleep 60").stdout.strip()
-    assert job_id.isdigit()
-    try:
-        _, name, submitted = unknown_handle.split(":")
-        handle = f"{job_id}:{name}:{submitted}"
-        (event,) = executor.poll([item_for(JobSpec(name[5:], "p", 1, "slurm", "t"), handle)])
-        assert event.missing and event.state is None
-        executor.cancel(handle)
-        state = slurm("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip()
-        assert state in ("PENDING", "RUNNING")  # the stranger's job was left alone
-    finally:
-        slurm("scancel", job_id)
 
 
 def test_failed_squeue_raises_instead_of_failing_jobs(executor, make_spec, monkeypatch):
@@ -343,9 +235,6 @@ def test_a_pipeline_script_runs_in_the_work_dir(executor, make_spec):
     assert f"script in {executor.work_dir(spec.process_id)}" in full_log(events)
 
 
-def test_time_limit_fails_the_job_with_the_reason(timed_out_job):
-    executor, spec, sub = timed_out_job
-    events = poll_until(executor, item_for(spec, sub.handle), ended, timeout=180)
-    assert events[-1].state == State.FAILED
-    assert "time limit" in events[-1].message
-    assert "TIMEOUT" in events[-1].message
+# Last: its time-limit test waits for the job timed_out_job submitted as the module began.
+class TestSlurmContract(SlurmContract):
+    pass
