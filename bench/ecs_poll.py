@@ -54,7 +54,7 @@ def measure(emulator: EcsEmulator, network, tasks: int, cycles: int, log_reads) 
     def count(event_name, **_):
         seen[event_name.rsplit(".", 1)[-1]] += 1
 
-    for client in (executor.ecs, executor.logs):
+    for client in (executor.ecs_polling, executor.logs_polling):  # the clients polls use
         client.meta.events.register("before-send", count)
     started = time.monotonic()
     for _ in range(cycles):

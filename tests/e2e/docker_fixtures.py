@@ -20,6 +20,7 @@ from apps.processes.models import Process
 from tests.e2e import stack
 from tests.e2e.client import post_process
 from tests.e2e.stack import wait_until
+from tests.executors.docker_engine import force_remove
 from workers.contract import is_terminal
 from workers.executors.docker import LABEL_PROCESS
 
@@ -128,7 +129,7 @@ class Engine:
             for found in client.api.containers(
                 all=True, filters={"label": [f"{LABEL_PROCESS}={process_id}"]}
             ):
-                client.api.remove_container(found["Id"], force=True, v=True)
+                force_remove(client.api, found["Id"])
 
     def script(self, action: str) -> None:
         """``deploy/container-engine.sh start|stop``: stop stops only a service it started."""

@@ -19,6 +19,7 @@ from docker.errors import DockerException, NotFound
 
 import workers.executors.docker as docker_module
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from tests.executors.docker_engine import force_remove
 from workers.contract import JobSpec, PollItem, Resources, State
 from workers.executors.base import ExecutorError
 from workers.executors.docker import LABEL_POOL, LABEL_PROCESS, DockerExecutor
@@ -57,7 +58,7 @@ def pool(engine):
     name = f"test-docker-{uuid.uuid4().hex[:8]}"
     yield name
     for found in engine.api.containers(all=True, filters={"label": [f"{LABEL_POOL}={name}"]}):
-        engine.api.remove_container(found["Id"], force=True, v=True)
+        force_remove(engine.api, found["Id"])
 
 
 @pytest.fixture

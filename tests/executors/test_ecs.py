@@ -353,7 +353,7 @@ def test_250_running_tasks_are_polled_in_3_describe_tasks_calls(executor, make_s
     items = [item_for(s, executor.start(s).handle) for s in specs]
     for _ in range(2):  # ECS: PROVISIONING, PENDING, then RUNNING
         executor.poll(items)
-    with aws_calls(executor.ecs, executor.logs) as seen:
+    with aws_calls(executor.ecs_polling, executor.logs_polling) as seen:
         events = executor.poll(items)
     assert [e.process_id for e in events] == [s.process_id for s in specs]
     assert {e.state for e in events} == {State.RUNNING}
