@@ -11,7 +11,9 @@ LOG_READ_LIMIT = 1024 * 1024
 
 def process_list(user, application=None) -> QuerySet[Process]:
     """Staff see every process; a client sees its own; an admin user sees what they started."""
-    processes = Process.objects.select_related("pipeline", "pipeline_version", "owner")
+    # The sealed secrets are never shown: a re-run loads them when it needs them.
+    processes = Process.objects.select_related("pipeline", "pipeline_version", "owner").defer(
+        "secret_env")
     if user is not None and user.is_staff:
         return processes
     if application is not None:
