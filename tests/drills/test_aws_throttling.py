@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.drills.harness import Backend, Expect
-from tests.executors.ecs_emulator import BUSYBOX, FAKE_CREDENTIALS, Container, EcsEmulator
+from tests.executors.ecs_emulator import (
+    BUSYBOX,
+    FAKE_CREDENTIALS,
+    Container,
+    EcsEmulator,
+    serving,
+)
 from workers.contract import State, job_name
 
 # ThrottlingException is AWS's common error, not in ECS's model: moto warns when it answers one.
@@ -105,18 +111,8 @@ class EcsBackend(Backend):
 
 @pytest.fixture
 def emulator():
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in FAKE_CREDENTIALS.items():
-            env.setenv(key, value)
-        for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN"):
-            env.delenv(key, raising=False)
-        emulator = EcsEmulator().start()
-        try:
-            emulator.network = emulator.create_network()
-            emulator.create_cluster(CLUSTER)
-            yield emulator
-        finally:
-            emulator.stop()
+    with serving(CLUSTER) as emulator:
+        yield emulator
 
 
 def test_aws_throttling_and_5xx_during_polls(emulator, drill_for, record):

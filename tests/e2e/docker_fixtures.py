@@ -7,7 +7,6 @@ without one every test fails with a message that says how to start it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from contextlib import closing
 from pathlib import Path
@@ -20,13 +19,11 @@ from apps.processes.models import Process
 from tests.e2e import stack
 from tests.e2e.client import post_process
 from tests.e2e.stack import wait_until
-from tests.executors.docker_engine import force_remove
+from tests.executors.docker_engine import BUSYBOX, force_remove, usable_engine
 from workers.contract import is_terminal
 from workers.executors.docker import LABEL_PROCESS
 
 POOL = "docker-main"
-BUSYBOX = "orchestration/busybox:latest"
-PYTHON = "orchestration/python:latest"
 MISSING_IMAGE = "orchestration/e2e-no-such-image:latest"  # on no engine
 ENGINE_SCRIPT = stack.ROOT / "deploy" / "container-engine.sh"
 
@@ -143,19 +140,7 @@ def engine() -> Engine:
     """The engine the worker will use, with the example images; else a failed test that says
     how to start it."""
     engine = Engine()
-    try:
-        with closing(engine.client()) as client:
-            client.ping()
-            client.images.get(BUSYBOX)
-            client.images.get(PYTHON)
-    except DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "the default socket (DOCKER_HOST is not set)")
-        pytest.fail(
-            f"no usable container engine at {where}: {exc}. Start it with "
-            '`eval "$(deploy/container-engine.sh)"` (Podman serving the Docker API, with the '
-            f"{BUSYBOX} and {PYTHON} images), then run the tests again.",
-            pytrace=False,
-        )
+    usable_engine(engine.client).close()
     return engine
 
 

@@ -1,10 +1,35 @@
-"""Cleaning up after Docker tests, on a real engine."""
+"""The real container engine as the Docker tests use it: checked before, cleaned up after."""
 
 from __future__ import annotations
 
+import os
 import time
 
-from docker.errors import APIError, NotFound
+import pytest
+from docker.errors import APIError, DockerException, NotFound
+
+# The example images deploy/container-engine.sh builds locally (no registry is reachable).
+BUSYBOX = "orchestration/busybox:latest"
+PYTHON = "orchestration/python:latest"
+
+
+def usable_engine(connect):
+    """``connect()``'s client of the engine; a failed test (never a skip) that says how to
+    start it when the engine or its example images are missing."""
+    try:
+        client = connect()
+        client.ping()
+        client.images.get(BUSYBOX)
+        client.images.get(PYTHON)
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "the default socket (DOCKER_HOST is not set)")
+        pytest.fail(
+            f"no usable container engine at {where}: {exc}. Start it with "
+            '`eval "$(deploy/container-engine.sh)"` (Podman serving the Docker API, with the '
+            f"{BUSYBOX} and {PYTHON} images), then run the tests again.",
+            pytrace=False,
+        )
+    return client
 
 
 def force_remove(api, container_id: str, attempts: int = 5) -> None:

@@ -48,11 +48,14 @@ import json
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import pytest
 import requests
 
 try:
@@ -399,3 +402,21 @@ def _log_options(definition: dict[str, Any]) -> dict[str, str]:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def serving(cluster: str) -> Iterator[EcsEmulator]:
+    """The emulator, started with one cluster and a network, under fake credentials that hide
+    any real AWS profile; stopped afterwards."""
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in FAKE_CREDENTIALS.items():
+            env.setenv(key, value)
+        for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN"):
+            env.delenv(key, raising=False)
+        emulator = EcsEmulator().start()
+        try:
+            emulator.network = emulator.create_network()
+            emulator.create_cluster(cluster)
+            yield emulator
+        finally:
+            emulator.stop()

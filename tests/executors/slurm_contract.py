@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
-from workers.contract import JobSpec, State
+from workers.contract import JobSpec, Resources, State
 
 COMMANDS = {
     "ok": ["sh", "-c", 'echo "hello from $ORCH_PROCESS_ID"'],
@@ -74,6 +74,20 @@ def shipped_pipeline(name: str, work_root) -> tuple[dict, dict]:
     pipeline = yaml.safe_load((ROOT / "pipelines" / f"{name}.yaml").read_text())
     pool = yaml.safe_load((ROOT / "pipelines" / "pools" / f"{pipeline['pool']}.yaml").read_text())
     return pipeline, {**pool["settings"], "work_root": str(work_root)}
+
+
+def new_spec(kind: str, target: str, pool: str, **fields) -> JobSpec:
+    """A fresh JobSpec (new process id) running COMMANDS[kind] unless ``command`` is given."""
+    fields.setdefault("command", COMMANDS.get(kind, []))
+    fields.setdefault("resources", Resources(cpus=1, memory_mb=128, time_limit_s=600))
+    return JobSpec(process_id=str(uuid.uuid4()), pipeline=kind, version=1, target=target,
+                   pool=pool, **fields)
+
+
+def over_its_time_limit(target: str, pool: str) -> JobSpec:
+    """A job that sleeps 300 s with a one-minute limit: Slurm ends it TIMEOUT."""
+    return new_spec("limit", target, pool, command=["sleep", "300"],
+                    resources=Resources(cpus=1, memory_mb=128, time_limit_s=60))
 
 
 class SlurmContract(ExecutorContract):

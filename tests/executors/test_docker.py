@@ -8,24 +8,21 @@ Each test runs in a pool of its own and removes that pool's containers afterward
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
-from docker.errors import DockerException, NotFound
+from docker.errors import NotFound
 
 import workers.executors.docker as docker_module
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
-from tests.executors.docker_engine import force_remove
+from tests.executors.docker_engine import BUSYBOX, PYTHON, force_remove, usable_engine
 from workers.contract import JobSpec, PollItem, Resources, State
 from workers.executors.base import ExecutorError
 from workers.executors.docker import LABEL_POOL, LABEL_PROCESS, DockerExecutor
 
-BUSYBOX = "orchestration/busybox:latest"
-PYTHON = "orchestration/python:latest"
 COMMANDS = {
     "ok": ["sh", "-c", 'echo "hello from $ORCH_PROCESS_ID"'],
     "fail": ["sh", "-c", "echo failing; exit 3"],
@@ -36,19 +33,7 @@ COMMANDS = {
 @pytest.fixture(scope="session")
 def engine():
     """A client of the engine the executor will use, or a failed test saying how to start it."""
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-        client.images.get(BUSYBOX)
-        client.images.get(PYTHON)
-    except DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "the default socket (DOCKER_HOST is not set)")
-        pytest.fail(
-            f"no usable container engine at {where}: {exc}. Start it with "
-            "`eval \"$(deploy/container-engine.sh)\"` (Podman serving the Docker API, with the "
-            f"{BUSYBOX} and {PYTHON} images), then run the tests again.",
-            pytrace=False,
-        )
+    client = usable_engine(lambda: docker.from_env(timeout=10))
     yield client
     client.close()
 

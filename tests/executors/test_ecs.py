@@ -21,9 +21,8 @@ from tests.executors.ecs_emulator import (
     ACCOUNT_ID,
     BUSYBOX,
     CAPACITY_UNAVAILABLE,
-    FAKE_CREDENTIALS,
     Container,
-    EcsEmulator,
+    serving,
 )
 from workers.contract import JobSpec, Resources, State
 from workers.executors import ecs as ecs_module
@@ -55,18 +54,8 @@ def what_the_container_does(kind: str, process_id: str) -> Container | None:
 
 @pytest.fixture(scope="module")
 def emulator():
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in FAKE_CREDENTIALS.items():
-            env.setenv(key, value)
-        for key in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN"):
-            env.delenv(key, raising=False)
-        em = EcsEmulator().start()
-        try:
-            em.network = em.create_network()
-            em.create_cluster(CLUSTER)
-            yield em
-        finally:
-            em.stop()
+    with serving(CLUSTER) as emulator:
+        yield emulator
 
 
 @pytest.fixture(autouse=True)

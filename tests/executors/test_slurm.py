@@ -9,20 +9,20 @@ lets every other call reach the real cluster.
 from __future__ import annotations
 
 import subprocess
-import uuid
 
 import pytest
 
 from tests.executors.contract import ended, full_log, item_for, poll_until
 from tests.executors.slurm_contract import (
-    COMMANDS,
     SlurmContract,
     cancel_named,
+    new_spec,
+    over_its_time_limit,
     require_cluster,
     shipped_pipeline,
     slurm,
 )
-from workers.contract import JobSpec, Resources, State
+from workers.contract import State
 from workers.executors import slurm_common
 from workers.executors.base import ExecutorError
 from workers.executors.slurm import SlurmExecutor
@@ -71,10 +71,7 @@ def make_spec():
     names: set[str] = set()
 
     def make(kind, target="slurm", **fields):
-        fields.setdefault("command", COMMANDS.get(kind, []))
-        fields.setdefault("resources", Resources(cpus=1, memory_mb=128, time_limit_s=600))
-        spec = JobSpec(process_id=str(uuid.uuid4()), pipeline=kind, version=1, target=target,
-                       pool="slurm-test", **fields)
+        spec = new_spec(kind, target, "slurm-test", **fields)
         names.add(spec.job_name)
         return spec
 
@@ -88,9 +85,7 @@ def timed_out_job(cluster, tmp_path_factory):
     minutes and checks them every 30 s (about 85 s here), so the other tests run meanwhile and
     the last test checks it."""
     executor = SlurmExecutor("slurm-test", {"work_root": str(tmp_path_factory.mktemp("limit"))})
-    spec = JobSpec(process_id=str(uuid.uuid4()), pipeline="limit", version=1, target="slurm",
-                   pool="slurm-test", command=["sleep", "300"],
-                   resources=Resources(cpus=1, memory_mb=128, time_limit_s=60))
+    spec = over_its_time_limit("slurm", "slurm-test")
     yield executor, spec, executor.submit(spec)
     cancel_named({spec.job_name})
 

@@ -9,7 +9,6 @@ Where Slurm must misbehave, a test wraps the executor's one request function.
 from __future__ import annotations
 
 import time
-import uuid
 
 import jwt
 import pytest
@@ -17,14 +16,15 @@ import requests
 
 from tests.executors.contract import ended, full_log, item_for, poll_until
 from tests.executors.slurm_contract import (
-    COMMANDS,
     START_ADVICE,
     SlurmContract,
     cancel_named,
+    new_spec,
+    over_its_time_limit,
     require_cluster,
     shipped_pipeline,
 )
-from workers.contract import JobSpec, Resources, State
+from workers.contract import State
 from workers.executors.base import ExecutorError
 from workers.executors.slurm_rest import RestError, SlurmRestExecutor
 
@@ -82,10 +82,7 @@ def make_spec():
     names: set[str] = set()
 
     def make(kind, **fields):
-        fields.setdefault("command", COMMANDS.get(kind, []))
-        fields.setdefault("resources", Resources(cpus=1, memory_mb=128, time_limit_s=600))
-        spec = JobSpec(process_id=str(uuid.uuid4()), pipeline=kind, version=1,
-                       target="slurm_rest", pool="slurm-rest-test", **fields)
+        spec = new_spec(kind, "slurm_rest", "slurm-rest-test", **fields)
         names.add(spec.job_name)
         return spec
 
@@ -97,9 +94,7 @@ def make_spec():
 def timed_out_job(cluster, tmp_path_factory):
     """Submitted first, checked last (see test_slurm.py): a time limit takes about 85 s."""
     executor = rest_executor(tmp_path_factory.mktemp("limit"))
-    spec = JobSpec(process_id=str(uuid.uuid4()), pipeline="limit", version=1,
-                   target="slurm_rest", pool="slurm-rest-test", command=["sleep", "300"],
-                   resources=Resources(cpus=1, memory_mb=128, time_limit_s=60))
+    spec = over_its_time_limit("slurm_rest", "slurm-rest-test")
     yield executor, spec, executor.submit(spec)
     cancel_named({spec.job_name})
 
