@@ -94,3 +94,25 @@ def test_released_job_is_still_found_so_a_late_duplicate_starts_nothing(executor
     assert executor.submit(spec).handle == sub.handle
     (event,) = executor.poll([item_for(spec, sub.handle)])
     assert event.state == State.SUCCEEDED
+
+
+def test_deliveries_writing_one_handle_at_once_all_succeed(tmp_path):
+    """Two deliveries of one job spec may keep the same handle at the same moment (the Slurm
+    targets' find does): neither may fail on the other's temporary file."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from workers.executors.local_runner import write_atomic
+
+    path = tmp_path / "handle"
+    start = Barrier(8)
+
+    def write(n: int) -> None:
+        start.wait()
+        for i in range(200):
+            write_atomic(path, f"{n}:{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))  # re-raises any writer's error
+    assert path.read_text().endswith(":199")
+    assert [p.name for p in tmp_path.iterdir()] == ["handle"]

@@ -15,13 +15,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 KILL_GRACE_S = 10
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Readers see the old text or the new, never a part. The temporary file is the writer's
+    own: two deliveries of one job spec may write the same handle at once."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
