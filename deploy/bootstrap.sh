@@ -20,9 +20,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=".venv/.installed-$EXTRAS-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "bootstrap: installing orchestration[$EXTRAS] into .venv" >&2
+  echo "bootstrap: installing orchestration-service[$EXTRAS] into .venv" >&2
   mkdir -p var
+  # The project was once named "orchestration": drop that install, whose finder kept apps/,
+  # orchestration/ and workers/ importable from anywhere (they import from the checkout now).
   if ! { .venv/bin/python -m pip install -q --upgrade pip \
+         && .venv/bin/python -m pip uninstall -q -y orchestration \
          && .venv/bin/python -m pip install -q -e ".[$EXTRAS]"; } >var/bootstrap.log 2>&1; then
     tail -n 30 var/bootstrap.log >&2
     echo "bootstrap: pip install failed (whole output in var/bootstrap.log)" >&2

@@ -5,7 +5,7 @@
 #   ORCH_POOLS="local docker-main" deploy/quickstart.sh hello-docker '{"name": "container"}'
 #
 # With no settings it uses the embedded default, which needs no server: SQLite and a
-# file-system broker under var/. Set DATABASE_URL and ORCH_BROKER_URL (see env.template) to
+# embedded broker (one SQLite file) under var/. Set DATABASE_URL and ORCH_BROKER_URL (see env.template) to
 # run the same on PostgreSQL and RabbitMQ. Stop everything with: deploy/stack.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,8 +1,8 @@
 """Settings of the control plane, read from the environment (see env.template).
 
-Every default makes the embedded set-up work with no server: SQLite under ``var/`` and a
-broker on the file system. Production sets DATABASE_URL (PostgreSQL) and ORCH_BROKER_URL
-(RabbitMQ), a SECRET_KEY and DEBUG=false.
+Every default makes the embedded set-up work with no server: SQLite under ``var/`` and the
+embedded broker (one SQLite file, ``workers.sqlite_broker``). Production sets DATABASE_URL
+(PostgreSQL) and ORCH_BROKER_URL (RabbitMQ), a SECRET_KEY and DEBUG=false.
 """
 
 from datetime import timedelta
@@ -10,11 +10,14 @@ from pathlib import Path
 
 import environ
 
+from workers.environment import load_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
+# The environment, then .env: the same source the Celery apps and the workers read.
+load_env()
 env = environ.Env()
-env.read_env(BASE_DIR / ".env")
 
 # --- core ---------------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=True)
@@ -127,7 +130,8 @@ POLL_INTERVAL_S = env.float("ORCH_POLL_INTERVAL_S", default=2.0)
 LOST_GRACE_S = env.float("ORCH_LOST_GRACE_S", default=120.0)
 # A PENDING process not published after this long is published again (the outbox sweep).
 REPUBLISH_AFTER_S = env.float("ORCH_REPUBLISH_AFTER_S", default=10.0)
-# A worker that has not sent a heartbeat for this long is not counted as live.
+# A worker, the control consumer or the beat that has not sent a heartbeat for this long is
+# not counted as live (GET /api/health/ names the control consumer or the beat as down).
 HEARTBEAT_INTERVAL_S = env.float("ORCH_HEARTBEAT_INTERVAL_S", default=10.0)
 WORKER_TIMEOUT_S = env.float("ORCH_WORKER_TIMEOUT_S", default=3 * HEARTBEAT_INTERVAL_S)
 # The control plane keeps at most this much of a process's log: its head and its end.
@@ -143,6 +147,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The beat's scheduler also writes the beat's heartbeat, which GET /api/health/ reads.
+CELERY_BEAT_SCHEDULER = "orchestration.heartbeats:HeartbeatScheduler"
 
 LOGGING = {
     "version": 1,

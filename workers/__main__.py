@@ -1,4 +1,4 @@
-"""Start a worker of one pool:  python -m workers --pool local [--target local]
+"""Start a worker of one pool:  python -m orchestration_worker --pool local [--target local]
 
 It consumes ``pool.<name>`` (job specs, and polls for targets with one front door) and, for
 targets whose jobs live on one host, ``pool.<name>.<host>``. Needs ORCH_BROKER_URL and its
@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from workers.contract import HOST_BOUND_TARGETS, host_queue, pool_queue, this_host
-from workers.executors import EXECUTORS
+from .contract import HOST_BOUND_TARGETS, host_queue, pool_queue, this_host
+from .environment import load_env
+from .executors import EXECUTORS
 
 
 def target_of(pool: str) -> str | None:
@@ -22,7 +23,9 @@ def target_of(pool: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__.split("\n")[0])
+    load_env()  # .env means the same to a worker as to the control plane
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--pool", required=True, help="the pool this worker serves")
     parser.add_argument("--target", choices=sorted(EXECUTORS),
                         help="the pool's target kind (default: read from the pool's name: "
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if target in HOST_BOUND_TARGETS:
         queues.append(host_queue(args.pool, this_host()))
 
-    from workers.celery_app import app  # after ORCH_POOL is set: the heartbeat reads it
+    from .celery_app import app  # after ORCH_POOL is set: the heartbeat reads it
 
     app.worker_main([
         "worker", "--pool=threads", f"--concurrency={args.concurrency}",

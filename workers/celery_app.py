@@ -1,5 +1,5 @@
 """The workers' Celery app. Which pool a worker serves comes from ``ORCH_POOL``
-(``python -m workers --pool NAME`` sets it)."""
+(``python -m orchestration_worker --pool NAME`` sets it)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import os
 
 from celery import Celery
 
-from workers.contract import celery_config
+from .contract import celery_config
 
 app = Celery("orchestration-worker")
 app.conf.update(celery_config())
-app.conf.update(include=["workers.tasks"])
+# By __package__: the same code runs as `workers` (checkout) and `orchestration_worker`.
+app.conf.update(include=[f"{__package__}.tasks"])
 
 # Imported for its side effect: the heartbeat boot step joins the worker.
-from workers import heartbeat  # noqa: E402
+from . import heartbeat  # noqa: E402
 
 heartbeat.install(app, pool=os.environ.get("ORCH_POOL", ""),
                   target=os.environ.get("ORCH_TARGET", ""))

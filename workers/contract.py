@@ -25,6 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kombu.transport
+
+from .environment import load_env, project_root
+
 # --- queues -----------------------------------------------------------------------------------
 
 CONTROL_QUEUE = "control"
@@ -58,22 +62,31 @@ def this_host() -> str:
 # --- the broker, configured alike on both sides ----------------------------------------------
 
 
-def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Celery settings both sides share, from ``ORCH_BROKER_URL``.
+EMBEDDED_BROKER_URL = "sqlite://"
+EMBEDDED_BROKER_FILE = "var/broker.sqlite3"
 
-    The default broker needs no server (kombu's filesystem transport in ``ORCH_BROKER_DIR``) so
-    the quick start runs on a laptop; deployments use RabbitMQ (``amqp://...``).
-    Delivery is at least once: a message is acknowledged after its task ran, and a worker that
-    dies mid-task gets it redelivered; every task is safe to run twice for that reason.
+
+def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Celery settings both sides share, from ``ORCH_BROKER_URL`` (the environment, then
+    ``.env``: see ``workers.environment``).
+
+    The default broker needs no server: the embedded broker, one SQLite file
+    (``workers.sqlite_broker``), so the quick start runs on a laptop; deployments use RabbitMQ
+    (``amqp://...``). Delivery is at least once: a message is acknowledged after its task ran,
+    and a worker that dies mid-task gets it redelivered; every task is safe to run twice.
     """
-    env = os.environ if env is None else env
-    url = env.get("ORCH_BROKER_URL", "filesystem://")
+    if env is None:
+        load_env()
+        env = os.environ
+    url = env.get("ORCH_BROKER_URL") or EMBEDDED_BROKER_URL
     options: dict[str, Any] = {}
     if url.startswith("filesystem"):
-        folder = Path(env.get("ORCH_BROKER_DIR", "var/broker")).absolute()
-        folder.mkdir(parents=True, exist_ok=True)
-        options = {"data_folder_in": str(folder), "data_folder_out": str(folder),
-                   "control_folder": str(folder / "control"), "polling_interval": 0.1}
+        raise ValueError("ORCH_BROKER_URL=filesystem:// is not supported: kombu's file-system "
+                         "transport can lose messages (kombu #1551). Use the embedded default "
+                         "(sqlite://, or leave ORCH_BROKER_URL unset) or amqp://...")
+    if url.startswith("sqlite"):
+        options = {"path": str(embedded_broker_path(url)), "polling_interval": 0.1}
+        url = EMBEDDED_BROKER_URL
     elif url.startswith(("amqp", "pyamqp")):
         options = {"confirm_publish": True}  # a publish returns once the broker has it
     return {
@@ -98,6 +111,17 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "task_send_sent_event": False,
     }
 
+
+
+def embedded_broker_path(url: str) -> Path:
+    """The embedded broker's file: ``sqlite://`` is var/broker.sqlite3 of the project,
+    ``sqlite:///relative/file`` is taken from the project's root, ``sqlite:////abs/file`` is
+    absolute (the convention of SQLAlchemy and DATABASE_URL)."""
+    kombu.transport.TRANSPORT_ALIASES.setdefault(
+        "sqlite", f"{__package__}.sqlite_broker:Transport")
+    path = url.removeprefix("sqlite:").removeprefix("//")
+    path = path[1:] if path.startswith("/") else path
+    return project_root() / (path or EMBEDDED_BROKER_FILE)
 
 # --- task names (the wire names; each side registers its own function under them) --------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.contract import CONTROL_QUEUE, TASK_APPLY_EVENTS, Event
+from .contract import CONTROL_QUEUE, TASK_APPLY_EVENTS, Event
 
 
 def send_events(app, events: list[Event]) -> None:

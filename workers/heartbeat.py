@@ -8,8 +8,8 @@ import os
 
 from celery import bootsteps
 
-from workers import __version__
-from workers.contract import CONTROL_QUEUE, TASK_HEARTBEAT, Heartbeat, this_host
+from . import __version__
+from .contract import CONTROL_QUEUE, TASK_HEARTBEAT, Heartbeat, this_host
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ travel sealed in its job spec, so neither the database, the broker nor a logged 
 them in clear. The worker opens them right before it starts the job and hands them to the job's
 environment; nothing else sees them. Both sides read the same key:
 
-- ``ORCH_SECRETS_KEY``: a Fernet key (``python -m workers.secrets`` prints a new one), or
+- ``ORCH_SECRETS_KEY``: a Fernet key (``python -m orchestration_worker.secrets`` prints a new
+  one), or
 - ``ORCH_SECRETS_KEY_FILE``: a file holding one (default ``var/secrets.key``, created on first
   use, so the embedded set-up on one machine needs no setting).
 """

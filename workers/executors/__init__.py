@@ -8,14 +8,16 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workers.executors.base import Executor
+    from .base import Executor
 
+# Relative to this package: it is `workers.executors` in a checkout and
+# `orchestration_worker.executors` once installed.
 EXECUTORS: dict[str, str] = {
-    "local": "workers.executors.local.LocalExecutor",
-    "docker": "workers.executors.docker.DockerExecutor",
-    "slurm": "workers.executors.slurm.SlurmExecutor",
-    "slurm_rest": "workers.executors.slurm_rest.SlurmRestExecutor",
-    "ecs": "workers.executors.ecs.EcsExecutor",
+    "local": f"{__name__}.local.LocalExecutor",
+    "docker": f"{__name__}.docker.DockerExecutor",
+    "slurm": f"{__name__}.slurm.SlurmExecutor",
+    "slurm_rest": f"{__name__}.slurm_rest.SlurmRestExecutor",
+    "ecs": f"{__name__}.ecs.EcsExecutor",
 }
 
 

@@ -37,8 +37,8 @@ import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from workers.contract import JobSpec, PollItem, State
-from workers.executors.base import (
+from ..contract import JobSpec, PollItem, State
+from .base import (
     Executor,
     ExecutorError,
     LogChunk,

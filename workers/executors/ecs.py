@@ -64,8 +64,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from workers.contract import JobSpec, PollItem, State, job_name
-from workers.executors.base import (
+from ..contract import JobSpec, PollItem, State, job_name
+from .base import (
     Executor,
     ExecutorError,
     LogChunk,

@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from workers.contract import JobSpec, PollItem, State
-from workers.executors.base import Executor, ExecutorError, LogChunk, Status, Submission
+from ..contract import JobSpec, PollItem, State
+from .base import Executor, ExecutorError, LogChunk, Status, Submission
 
 # Keys of the worker's environment a job inherits; nothing else (the broker URL stays out).
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
@@ -84,7 +84,7 @@ class LocalExecutor(Executor):
         if spec.script:
             (work_dir / "script").write_text(spec.script)
         runner = [
-            sys.executable, "-m", "workers.executors.local_runner",
+            sys.executable, "-m", f"{__package__}.local_runner",
             str(work_dir), str(spec.resources.time_limit_s), "--", *command,
         ]
         done = subprocess.run(

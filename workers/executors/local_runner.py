@@ -1,6 +1,6 @@
 """Runs one local job, detached from the worker that started it.
 
-    python -m workers.executors.local_runner WORK_DIR TIME_LIMIT_S -- COMMAND...
+    python -m orchestration_worker.executors.local_runner WORK_DIR TIME_LIMIT_S -- COMMAND...
 
 The first process forks and waits only until the job has started (or failed to), then exits,
 so the worker is never the parent of a long job and no worker slot is held while it runs. The

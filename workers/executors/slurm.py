@@ -1,6 +1,6 @@
 """The slurm target: a worker on a Slurm submission node drives sbatch, squeue, scancel and sacct.
 
-Every command goes through :func:`workers.executors.slurm_common.run_command` (an argv list and
+Every command goes through :func:`.slurm_common.run_command` (an argv list and
 a timeout, never a shell line). The rules both Slurm targets share (the batch script, the work
 dir, the state table, what a vanished job means) live in ``slurm_common``.
 
@@ -20,10 +20,10 @@ import os
 import subprocess
 import time
 
-from workers.contract import JobSpec
-from workers.executors import slurm_common
-from workers.executors.base import ExecutorError
-from workers.executors.slurm_common import (
+from ..contract import JobSpec
+from . import slurm_common
+from .base import ExecutorError
+from .slurm_common import (
     Handle,
     JobOptions,
     JobRecord,

@@ -35,9 +35,9 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
-from workers.contract import JobSpec, PollItem, State, is_terminal
-from workers.executors.base import Executor, ExecutorError, LogChunk, Status, Submission
-from workers.executors.local_runner import write_atomic
+from ..contract import JobSpec, PollItem, State, is_terminal
+from .base import Executor, ExecutorError, LogChunk, Status, Submission
+from .local_runner import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from typing import Any
 
 import requests
 
-from workers.contract import JobSpec
-from workers.executors.base import ExecutorError
-from workers.executors.slurm_common import (
+from ..contract import JobSpec
+from .base import ExecutorError
+from .slurm_common import (
     Handle,
     JobOptions,
     JobRecord,
