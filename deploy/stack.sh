@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Start, stop or show the orchestration processes on this machine:
 #   web (gunicorn), control consumer, beat, and one worker per pool of ORCH_POOLS.
-#   deploy/stack.sh start | stop | status
+#   deploy/stack.sh start | stop | status   (status exits 1 when a process of the stack is not
+#   running or a part is down, as `manage.py health` and GET /api/health/ report it)
 #   ORCH_POOLS="local docker-main" deploy/stack.sh start      (default: local)
 # Settings come from the environment (.env, env.template); with none set, the embedded
-# default is used: SQLite and a file-system broker under var/, no server needed.
+# default is used: SQLite and the embedded broker (a SQLite file) under var/, no server needed.
 # Each process's pid is kept in var/run/<name>.pid and its output in var/log/<name>.log;
 # stop signals only those pids.
 set -euo pipefail
@@ -55,11 +56,14 @@ stop() {
   done
 }
 
-status() {
+status() {  # each pid's state, then the health of every part: non-zero when one is down
+  local rc=0
   for name in $(services); do
     if running "$name"; then echo "  $name running (pid $(cat "$RUN/$name.pid"))"
-    else echo "  $name not running"; fi
+    else echo "  $name not running"; rc=1; fi
   done
+  "$PY" manage.py health || rc=1
+  return $rc
 }
 
 case "${1:-status}" in

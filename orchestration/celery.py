@@ -5,6 +5,7 @@ import os
 
 from celery import Celery
 
+from orchestration.heartbeats import ConsumerHeartbeatStep
 from workers.contract import celery_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestration.settings")
@@ -12,4 +13,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestration.settings")
 app = Celery("orchestration")
 app.conf.update(celery_config())
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["apps.processes"])
+app.autodiscover_tasks(["apps.processes", "apps.pipelines"])
+app.steps["worker"].add(ConsumerHeartbeatStep)

@@ -92,3 +92,26 @@ class Worker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pool}: {self.name or self.host}"
+
+
+class ServiceHeartbeat(models.Model):
+    """The last heartbeat of one part of the control plane on one host: the control consumer
+    (recorded when it handles its own heartbeat message, proof that it consumes) or the beat
+    (written straight to the database, so a dead consumer does not make the beat look dead)."""
+
+    CONTROL = "control"
+    BEAT = "beat"
+
+    name = models.CharField(max_length=32, choices=[(CONTROL, "control consumer"),
+                                                    (BEAT, "beat")])
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        ordering = ["name", "host"]
+        constraints = [models.UniqueConstraint(fields=["name", "host"],
+                                               name="one_row_per_service_and_host")]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.host}"

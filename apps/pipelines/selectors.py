@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
+from apps.pipelines.models import Pipeline, PipelineVersion, Pool, ServiceHeartbeat, Worker
 from workers.contract import ACTIVE_STATES, POLLED_STATES, State
 
 
@@ -32,6 +32,11 @@ def pipeline_version_get(name: str, number: int | None = None) -> PipelineVersio
 def live_workers():
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_TIMEOUT_S)
     return Worker.objects.filter(last_seen__gte=cutoff)
+
+
+def last_service_heartbeat(name: str) -> ServiceHeartbeat | None:
+    """The latest heartbeat of a part of the control plane, from whichever host sent it."""
+    return ServiceHeartbeat.objects.filter(name=name).order_by("-last_seen").first()
 
 
 def queued_too_long(now=None) -> Q:

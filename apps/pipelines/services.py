@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from apps.pipelines.definitions import (
     DefinitionError,
@@ -16,7 +18,8 @@ from apps.pipelines.definitions import (
     parse_pipeline,
     parse_pool,
 )
-from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
+from apps.pipelines.models import Pipeline, PipelineVersion, Pool, ServiceHeartbeat, Worker
+from workers.contract import this_host
 
 log = logging.getLogger(__name__)
 
@@ -118,4 +121,12 @@ def worker_heartbeat(beat) -> None:
         pool=beat.pool, host=beat.host, name=beat.name,
         defaults={"target": beat.target, "version": beat.version, "capacity": beat.capacity,
                   "busy": beat.busy, "last_seen": datetime.fromtimestamp(beat.at, UTC)},
+    )
+
+
+def service_heartbeat(name: str) -> None:
+    """Record that this process, a part of the control plane (``ServiceHeartbeat.CONTROL`` or
+    ``BEAT``), is alive now."""
+    ServiceHeartbeat.objects.update_or_create(
+        name=name, host=this_host(), defaults={"pid": os.getpid(), "last_seen": timezone.now()},
     )

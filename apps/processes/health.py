@@ -1,15 +1,28 @@
-"""GET /api/health/: no authentication, for load balancers and humans."""
+"""The health of every part: the database, the broker, the control consumer, the beat and the
+pools. ``health_report`` computes it; GET /api/health/ (no authentication, for load balancers
+and humans) and ``manage.py health`` show it.
+
+The control consumer and the beat count as down when their last heartbeat is older than
+WORKER_TIMEOUT_S (ORCH_WORKER_TIMEOUT_S, by default three heartbeat intervals), the same bound
+as a pool's workers. A pool with no live worker is listed under ``pools_down`` but does not make
+the control plane unavailable: its runs wait QUEUED until a worker comes.
+"""
 
 from __future__ import annotations
 
-from django.db import connection
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, connection
+from django.utils import timezone
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.pipelines.selectors import live_workers
+from apps.pipelines.models import Pool, ServiceHeartbeat
+from apps.pipelines.selectors import last_service_heartbeat, live_workers
 from orchestration.celery import app
 
 BROKER_TIMEOUT_S = 2
+# The parts whose failure makes the control plane unavailable (503), in the order shown.
+PARTS = ("database", "broker", "control", "beat")
 
 
 def database_ok() -> tuple[bool, str]:
@@ -30,25 +43,60 @@ def broker_ok() -> tuple[bool, str]:
         return False, str(exc)
 
 
+def heartbeat_state(name: str) -> dict:
+    """``ok`` when the last heartbeat of a control-plane part is within WORKER_TIMEOUT_S."""
+    row = last_service_heartbeat(name)
+    if row is None:
+        return {"ok": False, "detail": "no heartbeat recorded", "last_seen": None}
+    age = (timezone.now() - row.last_seen).total_seconds()
+    ok = age <= settings.WORKER_TIMEOUT_S
+    detail = f"last heartbeat {age:.0f} s ago from {row.host} (pid {row.pid})"
+    if not ok:
+        detail += f", over the {settings.WORKER_TIMEOUT_S:g} s bound"
+    return {"ok": ok, "detail": detail, "last_seen": row.last_seen.isoformat()}
+
+
+def pool_states() -> tuple[dict[str, dict], list[str]]:
+    """Pools with live workers (their count, capacity, busy slots), and defined pools without."""
+    pools: dict[str, dict] = {}
+    for worker in live_workers():
+        pool = pools.setdefault(worker.pool, {"workers": 0, "capacity": 0, "busy": 0})
+        pool["workers"] += 1
+        pool["capacity"] += worker.capacity
+        pool["busy"] += worker.busy
+    defined = Pool.objects.values_list("name", flat=True)
+    return pools, sorted(name for name in defined if name not in pools)
+
+
+def health_report() -> dict:
+    """The health of every part; ``status`` is "ok" only when no part in ``down``."""
+    db, db_detail = database_ok()
+    broker, broker_detail = broker_ok()
+    unknown = {"ok": None, "detail": "unknown while the database is unavailable"}
+    control, beat, pools, pools_down = unknown, unknown, {}, []
+    if db:
+        try:
+            control = heartbeat_state(ServiceHeartbeat.CONTROL)
+            beat = heartbeat_state(ServiceHeartbeat.BEAT)
+            pools, pools_down = pool_states()
+        except (DatabaseError, InterfaceError) as exc:  # it went away between two queries
+            db, db_detail = False, str(exc)
+            control, beat, pools, pools_down = unknown, unknown, {}, []
+    parts = {
+        "database": {"ok": db, "detail": db_detail},
+        "broker": {"ok": broker, "detail": broker_detail},
+        "control": control,
+        "beat": beat,
+    }
+    down = [name for name in PARTS if parts[name]["ok"] is False]
+    return {"status": "unavailable" if down else "ok", **parts, "down": down,
+            "pools": pools, "pools_down": pools_down}
+
+
 class HealthView(APIView):
     authentication_classes: list = []
     permission_classes: list = []
 
     def get(self, request):
-        db, db_detail = database_ok()
-        broker, broker_detail = broker_ok()
-        pools: dict[str, dict] = {}
-        if db:
-            for worker in live_workers():
-                pool = pools.setdefault(worker.pool, {"workers": 0, "capacity": 0, "busy": 0})
-                pool["workers"] += 1
-                pool["capacity"] += worker.capacity
-                pool["busy"] += worker.busy
-        healthy = db and broker
-        body = {
-            "status": "ok" if healthy else "unavailable",
-            "database": {"ok": db, "detail": db_detail},
-            "broker": {"ok": broker, "detail": broker_detail},
-            "pools": pools,
-        }
-        return Response(body, status=200 if healthy else 503)
+        report = health_report()
+        return Response(report, status=200 if report["status"] == "ok" else 503)

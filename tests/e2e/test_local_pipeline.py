@@ -116,10 +116,11 @@ def test_a_stop_asked_while_the_worker_is_down_is_carried_out_when_it_returns(
 
 
 def test_health_and_pools_show_the_live_worker(api, client, local_worker):
-    def local_pool_live():
-        return client.get("/api/health/").json()["pools"].get("local", {}).get("workers")
+    def local_pool_live():  # and the control consumer's and beat's heartbeats, once flushed
+        health = client.get("/api/health/").json()
+        return health["status"] == "ok" and health["pools"].get("local", {}).get("workers")
 
-    wait_until(local_pool_live, what="a heartbeat of the local pool")
+    wait_until(local_pool_live, what="a heartbeat of the local pool and the control plane")
     health = client.get("/api/health/").json()
     assert health["status"] == "ok" and health["broker"]["ok"] and health["database"]["ok"]
     pools = {p["name"]: p for p in api.get("/api/pools/").json()}

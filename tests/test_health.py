@@ -1,0 +1,89 @@
+"""GET /api/health/ and ``manage.py health``: every part of the control plane is reported, and
+a part whose heartbeat went stale makes it 503 with that part named."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.utils import timezone
+
+from apps.pipelines.models import ServiceHeartbeat
+from apps.pipelines.services import service_heartbeat, worker_heartbeat
+from workers.contract import Heartbeat, this_host
+
+HEALTH = "/api/health/"
+
+
+def silent_since_before_the_bound(name: str, host: str = "node1") -> None:
+    """A heartbeat of ``name`` on ``host`` older than WORKER_TIMEOUT_S."""
+    ServiceHeartbeat.objects.update_or_create(
+        name=name, host=host,
+        defaults={"pid": 4242,
+                  "last_seen": timezone.now() - timedelta(seconds=settings.WORKER_TIMEOUT_S + 5)})
+
+
+@pytest.fixture
+def control_plane_alive(pipelines):
+    service_heartbeat(ServiceHeartbeat.CONTROL)
+    service_heartbeat(ServiceHeartbeat.BEAT)
+
+
+@pytest.fixture
+def local_worker_alive(db):
+    worker_heartbeat(Heartbeat(pool="local", host="node1", target="local", version="1",
+                               capacity=4, busy=1, name="local@node1"))
+
+
+def test_every_part_alive_is_200_and_a_pool_without_worker_is_listed(
+        client, control_plane_alive, local_worker_alive):
+    response = client.get(HEALTH)
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["status"] == "ok" and body["down"] == []
+    assert all(body[part]["ok"] for part in ("database", "broker", "control", "beat"))
+    assert body["pools"]["local"] == {"workers": 1, "capacity": 4, "busy": 1}
+    # Pools of pipelines/pools/*.yaml with no live worker: reported, yet the API is healthy.
+    assert "docker-main" in body["pools_down"] and "local" not in body["pools_down"]
+    assert "docker-main" not in body["pools"]
+
+
+def test_a_stale_control_consumer_is_503_naming_it(client, control_plane_alive):
+    silent_since_before_the_bound(ServiceHeartbeat.CONTROL, host=this_host())
+    response = client.get(HEALTH)
+    body = response.json()
+    assert response.status_code == 503
+    assert body["status"] == "unavailable" and body["down"] == ["control"]
+    assert body["control"]["ok"] is False and "over the" in body["control"]["detail"]
+    assert body["beat"]["ok"] is True
+
+
+def test_a_beat_never_seen_is_503_naming_it(client, pipelines):
+    service_heartbeat(ServiceHeartbeat.CONTROL)
+    response = client.get(HEALTH)
+    assert response.status_code == 503
+    assert response.json()["down"] == ["beat"]
+
+
+def test_one_live_consumer_of_several_hosts_is_enough(client, control_plane_alive):
+    silent_since_before_the_bound(ServiceHeartbeat.CONTROL)  # another host's consumer, gone
+    assert client.get(HEALTH).status_code == 200
+
+
+def test_the_health_command_prints_every_part_and_exits_1_when_one_is_down(
+        control_plane_alive):
+    out = io.StringIO()
+    call_command("health", stdout=out)  # healthy: returns, exit status 0
+    text = out.getvalue()
+    assert text.startswith("health: ok")
+    assert "control consumer" in text and "beat" in text and "docker-main" in text
+
+    ServiceHeartbeat.objects.filter(name=ServiceHeartbeat.BEAT).delete()
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("health", stdout=out)
+    assert exited.value.code == 1
+    assert out.getvalue().startswith("health: unavailable (down: beat)")
