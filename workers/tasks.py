@@ -18,8 +18,8 @@ import time
 
 from celery.exceptions import Reject
 
-from workers.celery_app import app
-from workers.contract import (
+from .celery_app import app
+from .contract import (
     TASK_CANCEL,
     TASK_POLL,
     TASK_SUBMIT,
@@ -29,10 +29,10 @@ from workers.contract import (
     State,
     is_terminal,
 )
-from workers.events import send_events
-from workers.executors import get_executor
-from workers.executors.base import ExecutorError
-from workers.secrets import SecretsError, unseal
+from .events import send_events
+from .executors import get_executor
+from .executors.base import ExecutorError
+from .secrets import SecretsError, unseal
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ def submit(self, spec_data: dict) -> str | None:
     except (SecretsError, ValueError) as exc:
         return _fail(spec, source, exc)
     host = submission.host or executor.host
+    # Built once, as the target answers: resent after a broker outage, they keep that time.
     events = [Event(spec.process_id, source, state=State.SUBMITTED, handle=submission.handle,
                     host=host, message=submission.message)]
     if submission.state != State.SUBMITTED:

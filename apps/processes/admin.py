@@ -10,7 +10,7 @@ HIDDEN_FIELDS = ("idempotency_key", "secret_env")
 
 class ProcessEventInline(admin.TabularInline):
     model = ProcessEvent
-    fields = ["at", "from_state", "to_state", "source", "detail"]
+    fields = ["at", "recorded_at", "from_state", "to_state", "source", "detail"]
     readonly_fields = fields
     extra = 0
     can_delete = False

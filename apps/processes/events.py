@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.processes import messaging
+from apps.processes.clock import observed_at
 from apps.processes.models import Process, ProcessLogChunk
 from apps.processes.transitions import move
 from workers.contract import Event, State, can_move, is_terminal
@@ -90,11 +91,13 @@ def _state(process: Process, event: Event) -> list[str]:
         transaction.on_commit(lambda: messaging.send_cancel(process))
         return []
     fields = []
+    # When the worker saw it, not when it is applied: a consumer that was down applies old news.
+    at = observed_at(event.at)
     if process.state == State.PENDING and can_move(State.QUEUED, to):
         # A worker answered before the web process marked the publish: the spec was sent.
         fields += move(process, State.QUEUED, "control", f"sent to pool {process.pool} "
-                       "(its worker answered before the publish was recorded)")
-    moved = move(process, to, event.source, event.message)
+                       "(its worker answered before the publish was recorded)", at=at)
+    moved = move(process, to, event.source, event.message, at=at)
     fields += moved
     if moved and is_terminal(to):
         process.exit_code = event.exit_code
@@ -124,7 +127,7 @@ def _missing(process: Process, event: Event) -> list[str]:
         return []
     to = State.STOPPED if process.state == State.STOPPING else State.LOST
     reason = f"{event.message}; not seen since {process.missing_since:%Y-%m-%d %H:%M:%S} UTC"
-    fields = move(process, to, event.source, reason)
+    fields = move(process, to, event.source, reason)  # decided here and now: no worker time
     if fields:
         process.message = reason
         fields.append("message")

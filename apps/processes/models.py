@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from workers.contract import ACTIVE_STATES, State
 
@@ -81,7 +82,10 @@ class ProcessEvent(models.Model):
     process = models.ForeignKey(Process, on_delete=models.CASCADE, related_name="events")
     from_state = models.CharField(max_length=16, choices=STATE_CHOICES, blank=True)
     to_state = models.CharField(max_length=16, choices=STATE_CHOICES)
-    at = models.DateTimeField(auto_now_add=True)
+    # When it happened (a worker's observation, bounded by apps.processes.clock), and when the
+    # control plane applied it: the two differ when events waited in the queue.
+    at = models.DateTimeField("happened at", default=timezone.now)
+    recorded_at = models.DateTimeField("recorded at", auto_now_add=True)
     source = models.CharField(max_length=255)
     detail = models.TextField(blank=True)
 

@@ -158,4 +158,5 @@ class ProcessStatusSerializer(serializers.ModelSerializer):
 class ProcessEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = ProcessEvent
-        fields = ["from_state", "to_state", "at", "source", "detail"]
+        # ``at``: when it happened; ``recorded_at``: when the control plane applied it.
+        fields = ["from_state", "to_state", "at", "recorded_at", "source", "detail"]

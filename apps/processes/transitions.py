@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-from django.utils import timezone
+from datetime import datetime
 
+from django.db import transaction
+
+from apps.processes.clock import transition_time
 from apps.processes.models import Process, ProcessEvent
 from workers.contract import State, can_move, is_terminal
 
@@ -17,23 +19,29 @@ STAMPS = {
 }
 
 
-def move(process: Process, to: State, source: str, detail: str = "") -> list[str]:
+def move(process: Process, to: State, source: str, detail: str = "",
+         at: datetime | None = None) -> list[str]:
     """Move a locked ``process`` to ``to`` if that moves it forward, record the event, and
-    return the fields to save ([] when the move was refused: late or duplicate news)."""
+    return the fields to save ([] when the move was refused: late or duplicate news).
+
+    ``at`` is when the change happened (a worker's observation); None means now, for the
+    control plane's own decisions. The event and the process's stamps record that time,
+    bounded by ``clock.transition_time``."""
     if not can_move(process.state, to):
         return []
+    when = transition_time(process, at)
     ProcessEvent.objects.create(
-        process=process, from_state=process.state, to_state=to, source=source, detail=detail
+        process=process, from_state=process.state, to_state=to, source=source, detail=detail,
+        at=when,
     )
     process.state = to
     fields = ["state", "updated_at"]
-    now = timezone.now()
     stamp = STAMPS.get(to)
     if stamp and getattr(process, stamp) is None:
-        setattr(process, stamp, now)
+        setattr(process, stamp, when)
         fields.append(stamp)
     if is_terminal(to):
-        process.finished_at = now
+        process.finished_at = when
         fields.append("finished_at")
     return fields
 

@@ -3,13 +3,14 @@
 Workers keep running jobs and sending events while nothing applies them: the events wait in
 the ``control`` queue (those the consumer held unacknowledged are delivered again), processes
 posted meanwhile wait PENDING or QUEUED, and once the consumer and beat are back every process
-reaches its end.
+reaches its end. Their history says when things happened, not when the consumer came back.
 """
 
 from __future__ import annotations
 
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -31,7 +32,15 @@ def test_control_consumer_and_beat_killed(drill, record):
     time.sleep(4)  # jobs end while nobody applies their events
     assert set(drill.states(during).values()) <= {State.PENDING, State.QUEUED}
 
+    restarted = datetime.now(UTC)
     drill.services["control"].start()
     drill.services["beat"].start()
 
     record(drill.check({pid: Expect(State.SUCCEEDED, 0) for pid in first + during}))
+    for pid in during:  # their jobs started (the local target reports RUNNING at once) and
+        # ended while the consumer was down: the history says then, not the restart
+        history = {e["to_state"]: e for e in drill.api.get(f"/api/processes/{pid}/events/")}
+        for state in (State.SUBMITTED, State.RUNNING):
+            at = datetime.fromisoformat(history[state]["at"])
+            recorded = datetime.fromisoformat(history[state]["recorded_at"])
+            assert at < restarted <= recorded, f"{pid}: {history[state]}"

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from workers.contract import (
+from ..contract import (
     LOG_CHUNK_BYTES,
     Event,
     JobSpec,
@@ -126,14 +126,17 @@ class Executor(ABC):
     def poll(self, items: list[PollItem]) -> list[Event]:
         """Answer for every item, with one batched status call. Returns one event per item."""
         statuses = self.statuses(items)
+        # The target answered now; the log reads that follow take a while for a big batch.
+        seen_at = time.time()
         events = []
         for item in items:
             status = statuses.get(item.handle) or Status(missing=True)
-            events.append(self._observe(item, status))
+            events.append(self._observe(item, status, seen_at))
         return events
 
-    def _observe(self, item: PollItem, status: Status) -> Event:
-        event = Event(process_id=item.process_id, source=f"{self.target}@{self.host}")
+    def _observe(self, item: PollItem, status: Status, seen_at: float) -> Event:
+        event = Event(process_id=item.process_id, source=f"{self.target}@{self.host}",
+                      at=seen_at)
         if status.missing:
             event.missing = True
             event.message = status.message or f"{self.target} does not know handle {item.handle}"
