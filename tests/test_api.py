@@ -239,6 +239,11 @@ def test_pipelines_list_and_detail(api):
 
 
 def test_health_needs_no_token_and_reports_database_and_broker(client, db):
+    from apps.pipelines.models import ServiceHeartbeat
+    from apps.pipelines.services import service_heartbeat
+
+    service_heartbeat(ServiceHeartbeat.CONTROL)  # tests/test_health.py: when they are not
+    service_heartbeat(ServiceHeartbeat.BEAT)
     response = client.get("/api/health/")
     body = response.json()
     assert body["database"]["ok"] is True
@@ -289,3 +294,23 @@ def test_two_workers_of_one_pool_on_one_host_show_as_two(api):
     assert local["busy"] == 5
     health = api.get("/api/health/").json()
     assert health["pools"]["local"]["workers"] == 2
+
+
+def test_a_reused_idempotency_key_with_another_body_is_refused_and_creates_nothing(api):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "order-44"}
+    first = api.post(PROCESSES, {"pipeline": "hello", "used_config": {"name": "Ada"}},
+                     format="json", **headers)
+    assert first.status_code == 201, first.content
+    # the same request again, its config spelled with the defaults filled in: a replay
+    same = api.post(PROCESSES, {"pipeline": "hello", "used_config": {"name": "Ada"}},
+                    format="json", **headers)
+    assert same.status_code == 201 and same["Idempotent-Replayed"] == "true"
+
+    for body in ({"pipeline": "hello", "used_config": {"name": "Grace"}},
+                 {"pipeline": "sleep", "used_config": {"seconds": 1}},
+                 {"pipeline": "hello", "used_config": {"name": "Ada"}, "version": 99}):
+        other = api.post(PROCESSES, body, format="json", **headers)
+        assert other.status_code == 422, (body, other.content)
+        message = other.json()["Idempotency-Key"][0]
+        assert first.json()["id"] in message
+    assert Process.objects.count() == 1

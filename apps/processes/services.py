@@ -17,7 +17,7 @@ from apps.processes import messaging
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.transitions import transition
 from workers.contract import POLLED_STATES, State, is_terminal
-from workers.secrets import seal
+from workers.secrets import seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,32 @@ def idempotency_scope(owner, application) -> str:
     return f"app-{application.pk}" if application is not None else f"user-{owner.pk}"
 
 
+class IdempotencyKeyReused(Exception):
+    """An Idempotency-Key already used by this client came with another request."""
+
+
+def _replay(first: Process, *, pipeline: str, version: int | None, used_config: dict,
+            secrets: dict | None, sealed_secrets: str) -> Process:
+    """``first`` when the request is the one that created it; raises IdempotencyKeyReused
+    naming what differs otherwise. Compared as the run would be: the pipeline, the version
+    when one is named, the config merged over the first run's defaults, and the secrets."""
+    differs = []
+    if first.pipeline.name != pipeline:
+        differs.append("pipeline")
+    if version is not None and first.pipeline_version.number != version:
+        differs.append("version")
+    if merge_config(first.pipeline_version.defaults, used_config) != first.used_config:
+        differs.append("used_config")
+    given = secrets if secrets else (unseal(sealed_secrets) if sealed_secrets else {})
+    if given != (unseal(first.secret_env) if first.secret_env else {}):
+        differs.append("secrets")
+    if differs:
+        raise IdempotencyKeyReused(
+            f"already used for process {first.pk} with another {', '.join(differs)}; "
+            "a retried request must repeat the first one, a new request needs a new key.")
+    return first
+
+
 @sensitive_variables("secrets")  # kept out of error reports
 def process_create(
     *, pipeline: str, used_config: dict, secrets: dict | None = None, sealed_secrets: str = "",
@@ -68,12 +94,14 @@ def process_create(
 
     ``secrets`` are plain values, checked and sealed here; ``sealed_secrets`` are already
     sealed (a re-run's). Returns (process, created). With an ``idempotency_key`` already used
-    by this client, the first process is returned and nothing is created. Raises
-    ValidationError naming the field.
+    by this client for the same request, the first process is returned and nothing is
+    created; for another request, IdempotencyKeyReused. Raises ValidationError naming the field.
     """
     key = f"{idempotency_scope(owner, application)}/{idempotency_key}" if idempotency_key else None
+    request = {"pipeline": pipeline, "version": version, "used_config": used_config,
+               "secrets": secrets, "sealed_secrets": sealed_secrets}
     if key and (first := Process.objects.filter(idempotency_key=key).first()):
-        return first, False
+        return _replay(first, **request), False
     pipeline_version = pipeline_version_get(pipeline, version)
     if pipeline_version is None:
         known = ", ".join(pipeline_list().values_list("name", flat=True)) or "none loaded"
@@ -106,7 +134,7 @@ def process_create(
             transaction.on_commit(lambda: process_publish(process))
     except IntegrityError:
         if key and (first := Process.objects.filter(idempotency_key=key).first()):
-            return first, False  # the same key won a race a moment ago
+            return _replay(first, **request), False  # the same key won a race a moment ago
         raise
     return process, True
 
