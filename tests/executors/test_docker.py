@@ -196,9 +196,13 @@ def test_stop_ends_the_command_by_sigterm_through_the_init(executor, make_spec):
 
 def test_stop_of_a_command_ignoring_sigterm_ends_with_sigkill(pool, tmp_path, make_spec):
     executor = DockerExecutor(pool, {"work_root": str(tmp_path), "stop_grace_s": 1})
-    spec = make_spec("stubborn", command=["sh", "-c", "trap '' TERM; while :; do sleep 1; done"])
+    spec = make_spec("stubborn", command=[
+        "sh", "-c", "trap '' TERM; echo deaf to TERM; while :; do sleep 1; done"])
     sub = executor.submit(spec)
-    item = item_for(spec, sub.handle, stop_requested=True)
+    item = item_for(spec, sub.handle)
+    # Stop only once the trap is set: a TERM that beats it (a loaded host) ends the job as 143.
+    poll_until(executor, item, lambda event: "deaf to TERM" in event.log, timeout=60)
+    item.stop_requested = True
     events = poll_until(executor, item, ended, timeout=30)
     assert events[-1].state == State.STOPPED
     assert events[-1].exit_code == 137
