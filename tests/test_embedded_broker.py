@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -160,3 +161,23 @@ def test_the_embedded_broker_file_lives_in_the_project_unless_named(tmp_path):
     assert options["path"] == str(ROOT / "var" / "broker.sqlite3")
     named = celery_config({"ORCH_BROKER_URL": f"sqlite:///{tmp_path}/b.sqlite3"})
     assert named["broker_transport_options"]["path"] == f"{tmp_path}/b.sqlite3"
+
+
+def test_a_topic_message_nobody_is_bound_to_is_dropped_not_kept(tmp_path):
+    """Celery's worker events go to a topic exchange nobody consumes: kept, they would pile up
+    in the file for ever. A task message to a queue not yet bound is kept for its queue."""
+    from kombu import Connection, Exchange, Producer
+
+    config = celery_config({"ORCH_BROKER_URL": f"sqlite:///{tmp_path}/b.sqlite3"})
+    with Connection(config["broker_url"],
+                    transport_options=config["broker_transport_options"]) as conn:
+        producer = Producer(conn.channel())
+        events = Exchange("celeryev", type="topic")
+        producer.publish({"type": "worker-heartbeat"}, exchange=events,
+                         routing_key="worker.heartbeat", declare=[events])
+        tasks = Exchange("pool.later", type="direct")
+        producer.publish({"task": "x"}, exchange=tasks, routing_key="pool.later",
+                         declare=[tasks])
+    with sqlite3.connect(tmp_path / "b.sqlite3") as db:
+        queues = db.execute("SELECT queue, count(*) FROM message GROUP BY queue").fetchall()
+    assert queues == [("pool.later", 1)]

@@ -255,16 +255,20 @@ class Channel(virtual.Channel):
 
     def _lookup(self, exchange, routing_key, default=None):
         """The queues a message goes to. Celery names a queue, its direct exchange and its
-        routing key alike, so a message published before any consumer bound its queue still
-        reaches that queue: nothing goes to a dead-letter queue nobody reads."""
+        routing key alike, so a task message published before any consumer bound its queue
+        still reaches that queue. A topic or fanout message nobody is bound to is dropped, as
+        RabbitMQ drops it (Celery's worker events): kept, it would pile up unread."""
         if not exchange:
             return [routing_key]
+        exchange_type = self.typeof(exchange)
         try:
-            found = self.typeof(exchange).lookup(self.get_table(exchange), exchange,
-                                                 routing_key, default)
+            found = exchange_type.lookup(self.get_table(exchange), exchange, routing_key,
+                                         default)
         except KeyError:
             found = []
-        return list(found) or [routing_key or exchange]
+        if found or exchange_type.type != "direct":
+            return list(found)
+        return [routing_key or exchange]
 
     def _put_fanout(self, exchange, message, routing_key, **kwargs):
         for _key, _pattern, queue in self.store.bindings(exchange):
