@@ -38,7 +38,7 @@ import json
 from workers.celery_app import app
 from workers import heartbeat, secrets
 print(json.dumps({"broker": app.conf.broker_transport_options.get("path"),
-                  "heartbeat": heartbeat.INTERVAL_S, "key": secrets._key(False).decode()}))
+                  "heartbeat": heartbeat.INTERVAL_S, "key": secrets.unseal(SEALED)["K"]}))
 """
 
 
@@ -71,7 +71,10 @@ def test_every_side_reads_the_same_dot_env(tmp_path):
     assert web == {"database": str(database), "debug": False, "log_cap": 12345,
                    "broker": str(broker)}
     assert run(CONTROL, env) == {"broker": str(broker), "poll": 7.0}
-    assert run(WORKER, env) == {"broker": str(broker), "heartbeat": 3.0, "key": key}
+    # the worker opens what the key in .env sealed
+    sealed = Fernet(key).encrypt(json.dumps({"K": "opened"}).encode()).decode()
+    worker = run(WORKER.replace("SEALED", repr(sealed)), env)
+    assert worker == {"broker": str(broker), "heartbeat": 3.0, "key": "opened"}
 
     # the environment still wins over the file
     assert run(CONTROL, {**env, "ORCH_POLL_INTERVAL_S": "5"})["poll"] == 5.0

@@ -46,8 +46,9 @@ def submit(self, spec_data: dict) -> str | None:
     spec = JobSpec.from_dict(spec_data)
     source = f"worker:{self.request.hostname or spec.pool}"
     try:
-        spec.env, spec.secret_env = {**spec.env, **unseal(spec.secret_env)}, ""
         executor = get_executor(spec.target, spec.pool, spec.pool_settings)
+        if not executor.opens_secrets:
+            spec.env, spec.secret_env = {**spec.env, **unseal(spec.secret_env)}, ""
         submission = executor.submit(spec)
     except ExecutorError as exc:
         if not exc.permanent:

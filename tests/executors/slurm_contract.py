@@ -5,7 +5,9 @@ helpers both test modules use. A module subclasses :class:`SlurmContract` and pr
 
 from __future__ import annotations
 
+import hashlib
 import json
+import stat
 import subprocess
 import time
 import uuid
@@ -13,9 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
 from workers.contract import JobSpec, Resources, State
+from workers.secrets import seal
 
 COMMANDS = {
     "ok": ["sh", "-c", 'echo "hello from $ORCH_PROCESS_ID"'],
@@ -56,6 +60,24 @@ def cancel_named(names: set[str]) -> None:
         slurm("scancel", *ids)
 
 
+def saved_by_slurm(job_id: str) -> dict[str, str]:
+    """What slurmctld keeps of a live job and shows or stores: ``scontrol show job -dd``, the
+    saved batch script, and the job's files in its state directory (``environment``: what
+    sbatch or slurmrestd gave it), where this test may read them (as root, here)."""
+    saved = {
+        "scontrol show job -dd": slurm("scontrol", "show", "job", "-dd", job_id).stdout,
+        "scontrol write batch_script": slurm("scontrol", "write", "batch_script", job_id,
+                                             "-").stdout,
+    }
+    config = slurm("scontrol", "show", "config").stdout
+    state_dir = next((line.split("=", 1)[1].strip() for line in config.splitlines()
+                      if line.startswith("StateSaveLocation")), "")
+    job_dir = Path(state_dir) / f"hash.{int(job_id) % 10}" / f"job.{job_id}"
+    for path in job_dir.glob("*") if state_dir else ():
+        saved[str(path)] = path.read_bytes().decode(errors="replace")
+    return saved
+
+
 def hostile_config(tmp_path) -> tuple[dict, list]:
     """A config whose values would run code if pasted into a shell line, and the files
     that code would create."""
@@ -94,6 +116,41 @@ class SlurmContract(ExecutorContract):
     @pytest.fixture
     def unknown_handle(self):
         return f"99999999:orch-{uuid.uuid4()}:{int(time.time()) - 3600}"
+
+    def saved_job(self, executor, job_id: str) -> dict[str, str]:
+        """Where Slurm keeps a job's details; a target module adds its own views."""
+        return saved_by_slurm(job_id)
+
+    def test_secrets_reach_the_job_through_a_0600_file_slurm_does_not_keep(
+        self, executor, make_spec, monkeypatch
+    ):
+        monkeypatch.setenv("ORCH_SECRETS_KEY", Fernet.generate_key().decode())
+        monkeypatch.delenv("ORCH_SECRETS_KEYS", raising=False)
+        value = f"slurm-secret-{uuid.uuid4().hex}"
+        # Waits for "go" so the test looks while Slurm holds the job; prints a digest only.
+        wait_then_digest = ('while [ ! -e go ]; do sleep 0.2; done; '
+                            'printf %s "$API_TOKEN" | sha256sum')
+        spec = make_spec("secret", command=["sh", "-c", wait_then_digest],
+                         env={"PLAIN": "not-secret"}, secret_env=seal({"API_TOKEN": value}))
+        sub = executor.submit(spec)
+        work_dir = executor.work_dir(spec.process_id)
+        secrets_file = work_dir / "secrets.env"
+        assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+
+        saved = self.saved_job(executor, sub.handle.split(":")[0])
+        # The environment Slurm saved is there to read (it holds the plain env), not the value.
+        assert any("PLAIN=not-secret" in text for text in saved.values()), list(saved)
+        for where, text in saved.items():
+            assert value not in text, f"{where} holds the secret"
+
+        (work_dir / "go").touch()
+        events = poll_until(executor, item_for(spec, sub.handle), ended)
+        assert events[-1].state == State.SUCCEEDED, events[-1].message
+        log = full_log(events)
+        assert hashlib.sha256(value.encode()).hexdigest() in log and value not in log
+        assert not secrets_file.exists()
+        for path in work_dir.rglob("*"):
+            assert not path.is_file() or value.encode() not in path.read_bytes(), path
 
     def test_scancel_stops_the_job(self, executor, make_spec):
         spec = make_spec("sleep")

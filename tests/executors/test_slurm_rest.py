@@ -8,6 +8,7 @@ Where Slurm must misbehave, a test wraps the executor's one request function.
 
 from __future__ import annotations
 
+import json
 import time
 
 import jwt
@@ -208,4 +209,6 @@ def test_the_shipped_hello_slurm_rest_pipeline_runs(make_spec, tmp_path):
 
 # Last: its time-limit test waits for the job timed_out_job submitted as the module began.
 class TestSlurmRestContract(SlurmContract):
-    pass
+    def saved_job(self, executor, job_id: str) -> dict[str, str]:
+        answer = executor.request("GET", f"job/{job_id}")
+        return {**super().saved_job(executor, job_id), "slurmrestd job": json.dumps(answer)}

@@ -75,6 +75,10 @@ class Executor(ABC):
     """One target kind. Instances are cheap; a worker makes one per message."""
 
     target: ClassVar[str]
+    # False: the worker opens the job spec's secrets into ``spec.env`` before ``submit``.
+    # True: ``start`` opens ``spec.secret_env`` itself, to keep the values out of what the
+    # target saves with the job (Slurm stores a job's environment).
+    opens_secrets: ClassVar[bool] = False
 
     def __init__(self, pool: str, settings: dict[str, Any] | None = None):
         self.pool = pool

@@ -2,12 +2,17 @@
 
 - **The work dir** ``<work_root>/<process id>/``, on a file system the worker and the compute
   nodes both see. The worker writes ``config.json`` (the user's config, passed by path in
-  ``ORCH_CONFIG_FILE``), ``script`` (the pipeline's script, if any) and ``job.sh`` (the batch
-  script). The job writes ``output.log``, ``slurm_job_id`` when it starts and ``exit_code``
-  when its command returns. The worker keeps ``handle`` once Slurm took the job.
+  ``ORCH_CONFIG_FILE``), ``script`` (the pipeline's script, if any), ``job.sh`` (the batch
+  script) and, for a run with secrets, ``secrets.env`` (mode 0600). The job writes
+  ``output.log``, ``slurm_job_id`` when it starts and ``exit_code`` when its command returns.
+  The worker keeps ``handle`` once Slurm took the job.
 - **The batch script**, generated from the run spec and the pool's settings. Only validated
   values (numbers, the process id, the work dir, the pool's partition, account and qos) and the
   pipeline's own command, quoted, reach it; ``used_config`` never does.
+- **Secrets** never go into the environment given to sbatch or slurmrestd: slurmctld saves that
+  with the job (in its state directory, for as long as it keeps the job). The worker opens them
+  into ``secrets.env``, which the batch script reads into its environment at its start and
+  removes when it ends.
 - **The one table of Slurm states** and the exit codes Slurm reports in its three spellings.
 - **The poll rules** (:class:`SlurmExecutorBase`): one listing of live jobs answers for every
   handle; a job the listing no longer shows is looked up in the accounting and the exit-code
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..contract import JobSpec, PollItem, State, is_terminal
+from ..secrets import unseal
 from .base import Executor, ExecutorError, LogChunk, Status, Submission
 from .local_runner import write_atomic
 
@@ -232,12 +238,16 @@ def job_command(spec: JobSpec) -> str:
     return " ".join(shlex.quote(str(word)) for word in spec.command)
 
 
+SECRETS_FILE = "secrets.env"
+
+
 def batch_script(spec: JobSpec, options: JobOptions) -> str:
     lines = [
         "#!/bin/sh",
         *(f"#SBATCH {opt}" for opt in options.directives()),
         "# Written by orchestration. The user's config is data: config.json, by path in",
         "# ORCH_CONFIG_FILE. exit_code is written last, when the command has returned.",
+        *(secrets_lines(options.work_dir / SECRETS_FILE) if spec.secret_env else []),
         'echo "$SLURM_JOB_ID" > slurm_job_id',
         "rm -f exit_code",
         job_command(spec),
@@ -245,6 +255,29 @@ def batch_script(spec: JobSpec, options: JobOptions) -> str:
         'echo "$code" > exit_code.tmp && mv -f exit_code.tmp exit_code',
         'exit "$code"',
     ]
+    return "\n".join(lines) + "\n"
+
+
+def secrets_lines(path: Path) -> list[str]:
+    """Lines of the batch script that read the secrets file into the environment and remove
+    it when the script ends, also when Slurm stops the job (scancel, time limit: SIGTERM)."""
+    quoted = shlex.quote(str(path))  # a checked work dir: no $, ` or " in it
+    return [
+        "# Secrets: from a 0600 file the worker wrote, never from Slurm's saved environment.",
+        f'trap "rm -f {quoted}" EXIT',
+        "trap 'exit 143' TERM; trap 'exit 129' HUP; trap 'exit 130' INT",
+        f". {quoted}",
+    ]
+
+
+def secrets_file_text(values: dict[str, str]) -> str:
+    """The secrets file: one ``export NAME='value'`` per secret, each value quoted for sh."""
+    lines = []
+    for name, value in sorted(values.items()):
+        if name.startswith(("SBATCH_", "SLURM_")) or not ENV_NAME.fullmatch(name):
+            raise ExecutorError(f"secret {name!r} is reserved for Slurm or not a name",
+                                permanent=True)
+        lines.append(f"export {name}={shlex.quote(str(value))}")
     return "\n".join(lines) + "\n"
 
 
@@ -326,12 +359,16 @@ TOMBSTONE = {"handle", "claim", "exit_code", "slurm_job_id"}  # outlive release(
 class SlurmExecutorBase(Executor):
     """The rules of both Slurm targets; a subclass says how to reach Slurm.
 
+    ``start`` opens the run's secrets itself, into the secrets file (see the module's doc).
+
     Settings read here: ``work_root`` (env ``ORCH_SLURM_WORK_ROOT``, default ``var/work/slurm``
     from the worker's directory, on a file system the compute nodes share), ``partition``,
     ``account``, ``qos``, ``lost_grace_s`` (60) and ``keep_work_dir`` (false).
     """
 
     # --- what a subclass implements -----------------------------------------------------------
+
+    opens_secrets = True
 
     @abstractmethod
     def live_jobs(self, names: list[str]) -> list[JobRecord]:
@@ -404,15 +441,17 @@ class SlurmExecutorBase(Executor):
         options = job_options(spec, self.settings, work_dir)
         script = batch_script(spec, options)
         env = job_env(spec, work_dir, self.base_env())
+        secrets = secrets_file_text(unseal(spec.secret_env)) if spec.secret_env else None
         work_dir.mkdir(parents=True, exist_ok=True)
         found = self._claim(spec, work_dir)
         if found is not None:
             return found
         try:
-            self._write_inputs(spec, work_dir, script)
+            self._write_inputs(spec, work_dir, script, secrets)
             submitted = int(time.time()) - 1
             job_id = self.submit_job(spec, options, script, env)
         except BaseException:
+            (work_dir / SECRETS_FILE).unlink(missing_ok=True)  # no job will read it
             (work_dir / "claim").unlink(missing_ok=True)
             raise
         handle = Handle(job_id, spec.job_name, submitted)
@@ -440,10 +479,13 @@ class SlurmExecutorBase(Executor):
                 claim.unlink()
         raise ExecutorError(f"another delivery of {spec.process_id} is still submitting it")
 
-    def _write_inputs(self, spec: JobSpec, work_dir: Path, script: str) -> None:
+    def _write_inputs(self, spec: JobSpec, work_dir: Path, script: str,
+                      secrets: str | None = None) -> None:
         files = {"config.json": (json.dumps(spec.config), 0o600), "job.sh": (script, 0o700)}
         if spec.script:
             files["script"] = (spec.script, 0o700)
+        if secrets is not None:
+            files[SECRETS_FILE] = (secrets, 0o600)
         for name, (text, mode) in files.items():
             path = work_dir / name
             path.unlink(missing_ok=True)
