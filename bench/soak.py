@@ -29,8 +29,8 @@ FATAL = ("Unrecoverable error", "CRITICAL")
 
 # The trickle: what each run asks for and how it must end.
 RUNS = [
-    ({"pipeline": "hello", "used_config": {"name": "soak"}}, "SUCCEEDED", None),
-    ({"pipeline": "sleep", "used_config": {"seconds": 3}}, "SUCCEEDED", None),
+    ({"pipeline": "hello", "used_config": {"name": "soak"}}, "SUCCEEDED", 0),
+    ({"pipeline": "sleep", "used_config": {"seconds": 3}}, "SUCCEEDED", 0),
     ({"pipeline": "fail", "used_config": {"exit_code": 3}}, "FAILED", 3),
 ]
 STEPS = ["PENDING", "QUEUED", "SUBMITTED", "RUNNING"]
@@ -91,7 +91,7 @@ def check(api: Api, pid: str, state: str, exit_code: int | None) -> list[str]:
     if status["state"] != state or status["exit_code"] != exit_code:
         problems.append(f"{pid}: {status['state']} exit {status['exit_code']}, "
                         f"expected {state} exit {exit_code}")
-    steps = [e["to_state"] for e in api.get(f"/api/processes/{pid}/events/")]
+    steps = [e["to"] for e in api.get(f"/api/processes/{pid}/events/")]
     if steps != [*STEPS, state]:
         problems.append(f"{pid}: history {steps}")
     return problems

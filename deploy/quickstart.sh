@@ -70,7 +70,7 @@ done
 echo "status: $STATUS"
 echo "history:"
 curl -sf -H "$AUTH" "$URL/api/processes/$ID/events/" \
-  | json '"\n".join("  %s  %9s -> %-9s %s" % (e["at"], e["from_state"] or "-", e["to_state"], e["source"]) for e in d)'
+  | json '"\n".join("  %s  %9s -> %-9s %s" % (e["time"], e["from"] or "-", e["to"], e["source"]) for e in d)'
 echo "logs:"
 curl -sf -H "$AUTH" "$URL/api/processes/$ID/logs/" | json 'd["text"]' | sed 's/^/  /'
 

@@ -61,3 +61,50 @@ def test_stop_and_rerun_actions(operator, two_processes):
 def test_pipelines_and_oauth_applications_are_in_the_admin(operator):
     assert "hello" in operator.get("/admin/pipelines/pipeline/").content.decode()
     assert operator.get("/admin/oauth2_provider/application/").status_code == 200
+
+
+def test_a_live_process_page_is_read_only_and_cannot_be_deleted(operator, two_processes):
+    sleep, _ = two_processes  # live: QUEUED or PENDING
+    page = operator.get(f"{CHANGELIST}{sleep.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and "/delete/" not in page
+    # A forged form changes nothing: the state is written by its services and events only.
+    forged = operator.post(f"{CHANGELIST}{sleep.pk}/change/",
+                           {"state": "SUCCEEDED", "handle": "", "exit_code": "0"})
+    assert forged.status_code == 403
+    assert operator.get(f"{CHANGELIST}{sleep.pk}/delete/").status_code == 403
+    assert operator.post(f"{CHANGELIST}{sleep.pk}/delete/", {"post": "yes"}).status_code == 403
+    sleep.refresh_from_db()
+    assert sleep.state in (State.PENDING, State.QUEUED)
+
+
+def test_a_finished_process_can_be_deleted(operator, two_processes):
+    _, hello = two_processes  # SUCCEEDED
+    page = operator.get(f"{CHANGELIST}{hello.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and f"{hello.pk}/delete/" in page
+    operator.post(f"{CHANGELIST}{hello.pk}/delete/", {"post": "yes"})
+    assert not Process.objects.filter(pk=hello.pk).exists()
+
+
+def test_bulk_delete_skips_live_processes(operator, two_processes):
+    sleep, hello = two_processes
+    selected = {"action": "delete_selected", "_selected_action": [sleep.pk, hello.pk]}
+    confirm = operator.post(CHANGELIST, selected, follow=True).content.decode()
+    assert "Skipped 1 live process(es)" in confirm
+    operator.post(CHANGELIST, {**selected, "post": "yes"})
+    assert list(Process.objects.values_list("pk", flat=True)) == [sleep.pk]
+    # Only live ones selected: nothing to confirm, nothing deleted.
+    operator.post(CHANGELIST, {"action": "delete_selected", "_selected_action": [sleep.pk],
+                               "post": "yes"})
+    assert Process.objects.filter(pk=sleep.pk).exists()
+
+
+def test_rerun_of_a_withdrawn_version_is_refused_with_a_message(operator, two_processes):
+    from apps.pipelines.services import pipeline_versions_withdraw
+
+    _, hello = two_processes
+    pipeline_versions_withdraw(type(hello.pipeline_version).objects.filter(
+        pk=hello.pipeline_version_id))
+    page = operator.post(CHANGELIST, {"action": "rerun", "_selected_action": [hello.pk]},
+                         follow=True).content.decode()
+    assert "not re-run" in page and "is withdrawn" in page
+    assert Process.objects.filter(pipeline__name="hello").count() == 1

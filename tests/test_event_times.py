@@ -176,8 +176,8 @@ def test_the_events_api_shows_when_it_happened_and_when_it_was_recorded(make_cli
     process.events.update(at=hour_ago)
     apply(process, 90, state="RUNNING", handle="h1")
     events = api.get(f"/api/processes/{process.pk}/events/").json()
-    running = next(e for e in events if e["to_state"] == "RUNNING")
-    happened = datetime.fromisoformat(running["at"])
+    running = next(e for e in events if e["to"] == "RUNNING")
+    happened = datetime.fromisoformat(running["time"])
     recorded = datetime.fromisoformat(running["recorded_at"])
     assert close_to(recorded - happened, timedelta(seconds=90))
 

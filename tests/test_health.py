@@ -51,8 +51,9 @@ def test_every_part_alive_is_200_and_a_pool_without_worker_is_listed(
     assert "docker-main" not in body["pools"]
 
 
-def test_a_stale_control_consumer_is_503_naming_it(client, control_plane_alive):
+def test_a_stale_control_consumer_is_503_naming_it(client, admin_user, control_plane_alive):
     silent_since_before_the_bound(ServiceHeartbeat.CONTROL, host=this_host())
+    client.force_login(admin_user)  # the details are for staff (tests/test_auth_surface.py)
     response = client.get(HEALTH)
     body = response.json()
     assert response.status_code == 503
@@ -87,3 +88,20 @@ def test_the_health_command_prints_every_part_and_exits_1_when_one_is_down(
         call_command("health", stdout=out)
     assert exited.value.code == 1
     assert out.getvalue().startswith("health: unavailable (down: beat)")
+
+
+def test_health_answers_when_the_database_cannot_authenticate_the_caller(
+        client, control_plane_alive, monkeypatch):
+    """While the database is away a token cannot be checked: the caller is anonymous, and the
+    answer is health's own (never a 500), with no throttle count to write."""
+    from django.db import OperationalError
+
+    from apps.accounts.authentication import ClientCredentialsAuthentication
+
+    def database_away(self, request):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(ClientCredentialsAuthentication, "authenticate", database_away)
+    response = client.get(HEALTH, HTTP_AUTHORIZATION="Bearer some-token")
+    assert response.status_code in (200, 503), response.content
+    assert response.json()["database"]["detail"] in ("ok", "unavailable")  # the public view

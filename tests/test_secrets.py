@@ -135,7 +135,7 @@ def test_form_encoded_secrets_are_json_text(api, declared):
 def test_bad_secrets_are_a_400_naming_them_and_create_nothing(api, declared, body, words):
     response = post(api, body)
     assert response.status_code == 400, response.content
-    errors = response.json()
+    errors = response.json()["fields"]
     assert list(errors) == ["secrets"], errors
     assert words in " ".join(errors["secrets"]), errors
     assert VALUE not in response.content.decode()
@@ -146,7 +146,7 @@ def test_bad_config_and_bad_secrets_are_named_together(api, declared):
     response = post(api, {"pipeline": "hello", "used_config": {"name": ""},
                           "secrets": {"NOPE": VALUE}})
     assert response.status_code == 400
-    assert set(response.json()) == {"used_config", "secrets"}
+    assert set(response.json()["fields"]) == {"used_config", "secrets"}
     assert Process.objects.count() == 0
 
 

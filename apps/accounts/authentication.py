@@ -9,6 +9,12 @@ from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 
 class ClientCredentialsAuthentication(OAuth2Authentication):
     def authenticate(self, request):
+        # A token counts only in the Authorization header. oauthlib would also take one from
+        # the query string (?access_token=, which lands in access logs) or a form body; with
+        # the header present it reads the header alone.
+        scheme = request.META.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0]
+        if scheme.lower() != "bearer":
+            return None
         result = super().authenticate(request)
         if result is None:
             return None

@@ -1,12 +1,13 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
+from apps.pipelines.services import pipeline_versions_withdraw
 
 
 class PipelineVersionInline(admin.TabularInline):
     model = PipelineVersion
     fk_name = "pipeline"
-    fields = ["number", "label", "target", "pool", "source_file", "loaded_at"]
+    fields = ["number", "label", "target", "pool", "source_file", "loaded_at", "withdrawn"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -27,12 +28,26 @@ class PipelineAdmin(admin.ModelAdmin):
 
 @admin.register(PipelineVersion)
 class PipelineVersionAdmin(admin.ModelAdmin):
-    list_display = ["pipeline", "number", "label", "target", "pool", "loaded_at"]
-    list_filter = ["target", "pool"]
+    list_display = ["pipeline", "number", "label", "target", "pool", "loaded_at", "withdrawn"]
+    list_filter = ["withdrawn", "target", "pool"]
+    # Read-only, ``withdrawn`` too: it changes through the actions below, which say what they did.
     readonly_fields = [f.name for f in PipelineVersion._meta.fields]
+    actions = ["withdraw", "restore"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.action(description="Withdraw the selected versions (no new run; history kept)")
+    def withdraw(self, request, queryset):
+        changed = pipeline_versions_withdraw(queryset, withdrawn=True)
+        self.message_user(request, f"Withdrew {changed} version(s): they start no new run or "
+                                   "re-run; the processes that ran them keep them.",
+                          messages.SUCCESS)
+
+    @admin.action(description="Restore the selected versions (runnable again)")
+    def restore(self, request, queryset):
+        changed = pipeline_versions_withdraw(queryset, withdrawn=False)
+        self.message_user(request, f"Restored {changed} version(s).", messages.SUCCESS)
 
 
 @admin.register(Pool)

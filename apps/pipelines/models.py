@@ -43,6 +43,15 @@ class Pipeline(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def shown_version(self) -> "PipelineVersion | None":
+        """What the API shows as the pipeline: the version a new run uses (the latest not
+        withdrawn), or the latest when every one is withdrawn. Reads ``versions``, which the
+        API's querysets prefetch."""
+        versions = list(self.versions.all())
+        runnable = [v for v in versions if not v.withdrawn]
+        return max(runnable or versions, key=lambda v: v.number, default=None)
+
 
 class PipelineVersion(models.Model):
     pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
@@ -60,6 +69,9 @@ class PipelineVersion(models.Model):
     secrets = models.JSONField(default=list, blank=True)
     source_file = models.CharField(max_length=255, blank=True)
     loaded_at = models.DateTimeField(auto_now_add=True)
+    # A withdrawn version starts no new run (nor a re-run) but stays listed: the processes
+    # that ran it still point at it. Set and cleared by the admin's withdraw/restore actions.
+    withdrawn = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["pipeline__name", "-number"]

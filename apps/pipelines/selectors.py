@@ -20,13 +20,34 @@ def pipeline_list() -> QuerySet[Pipeline]:
 
 
 def pipeline_version_get(name: str, number: int | None = None) -> PipelineVersion | None:
-    """The version a new run of ``name`` uses: the latest, or ``number`` when pinned."""
+    """The version a new run of ``name`` uses: the latest one not withdrawn, or ``number``
+    when pinned. None when there is no such version or it is withdrawn: see
+    ``pipeline_version_refusal`` for why."""
     versions = PipelineVersion.objects.select_related("pipeline", "pool").filter(
-        pipeline__name=name, pipeline__active=True
+        pipeline__name=name, pipeline__active=True, withdrawn=False
     )
     if number is not None:
         return versions.filter(number=number).first()
     return versions.order_by("-number").first()
+
+
+def pipeline_version_refusal(name: str, number: int | None = None) -> tuple[str, str]:
+    """Why ``pipeline_version_get(name, number)`` found nothing: (the field to name, a message
+    for the caller)."""
+    versions = PipelineVersion.objects.filter(pipeline__name=name, pipeline__active=True)
+    if not versions.exists():
+        known = ", ".join(pipeline_list().values_list("name", flat=True)) or "none loaded"
+        return "pipeline", f"Unknown pipeline {name!r}. Known pipelines: {known}."
+    runnable = list(versions.filter(withdrawn=False).values_list("number", flat=True))
+    if number is None:
+        return "pipeline", (f"Every version of pipeline {name!r} is withdrawn: it starts no "
+                            "new run until an operator restores one.")
+    offer = (f"Runnable versions: {', '.join(map(str, runnable))}." if runnable
+             else "No version of it is runnable now.")
+    if versions.filter(number=number).exists():
+        return "version", (f"Version {number} of pipeline {name!r} is withdrawn: it starts no "
+                           f"new run. {offer}")
+    return "version", f"Pipeline {name!r} has no version {number}. {offer}"
 
 
 def live_workers():
@@ -49,16 +70,21 @@ def queued_too_long(now=None) -> Q:
     return Q(state=State.QUEUED) & condition
 
 
-def pool_overview() -> list[dict]:
-    """What ``snw ls`` showed: per pool, capacity, live workers, busy slots, queued, running."""
+def pool_overview(processes=None, *, staff: bool = True) -> list[dict]:
+    """What ``snw ls`` showed: per pool, capacity, live workers, busy slots, queued, running.
+
+    The counts are of ``processes`` (every process by default: a client passes only its own).
+    Without ``staff`` the answer keeps what one tenant may know: no worker names or hosts and
+    no busy slots, which would show other tenants' load."""
     from apps.processes.models import Process  # processes depend on pipelines, not back
 
+    processes = Process.objects.all() if processes is None else processes
     counts = defaultdict(int)
-    rows = (Process.objects.filter(state__in=[s.value for s in ACTIVE_STATES])
-            .values("pool", "state").annotate(n=Count("id")))
+    rows = (processes.filter(state__in=[s.value for s in ACTIVE_STATES])
+            .order_by().values("pool", "state").annotate(n=Count("id")))
     for row in rows:
         counts[(row["pool"], row["state"])] = row["n"]
-    too_long = dict(Process.objects.filter(queued_too_long()).values("pool")
+    too_long = dict(processes.filter(queued_too_long()).order_by().values("pool")
                     .annotate(n=Count("id")).values_list("pool", "n"))
     workers = defaultdict(list)
     for worker in live_workers():
@@ -66,18 +92,18 @@ def pool_overview() -> list[dict]:
     overview = []
     for pool in Pool.objects.all():
         live = workers.get(pool.name, [])
-        overview.append({
-            "name": pool.name,
-            "target": pool.target,
-            "capacity": pool.capacity,
-            "status": "up" if live else "down",
-            "workers": [{"name": w.name, "host": w.host, "version": w.version,
-                         "capacity": w.capacity, "busy": w.busy, "last_seen": w.last_seen}
-                        for w in live],
-            "busy": sum(w.busy for w in live),
+        row = {"name": pool.name, "target": pool.target, "capacity": pool.capacity,
+               "status": "up" if live else "down"}
+        if staff:
+            row["workers"] = [{"name": w.name, "host": w.host, "version": w.version,
+                               "capacity": w.capacity, "busy": w.busy,
+                               "last_seen": w.last_seen} for w in live]
+            row["busy"] = sum(w.busy for w in live)
+        row.update({
             "pending": counts[(pool.name, State.PENDING)],
             "queued": counts[(pool.name, State.QUEUED)],
             "waiting_too_long": too_long.get(pool.name, 0),
             "running": sum(counts[(pool.name, s)] for s in POLLED_STATES),
         })
+        overview.append(row)
     return overview

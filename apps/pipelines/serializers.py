@@ -6,27 +6,29 @@ from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
 class PipelineVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineVersion
-        fields = ["number", "label", "digest", "source_file", "loaded_at"]
+        fields = ["number", "label", "digest", "source_file", "loaded_at", "withdrawn"]
 
 
 class PipelineSerializer(serializers.ModelSerializer):
-    """A pipeline as its latest version describes it."""
+    """A pipeline as the version a new run uses describes it (the latest not withdrawn; the
+    latest, with ``withdrawn`` true, when every version is)."""
 
-    version = serializers.IntegerField(source="latest_version.number")
-    label = serializers.CharField(source="latest_version.label")
-    description = serializers.CharField(source="latest_version.description")
-    target = serializers.CharField(source="latest_version.target")
-    pool = serializers.CharField(source="latest_version.pool.name")
-    run = serializers.JSONField(source="latest_version.run")
-    resources = serializers.JSONField(source="latest_version.resources")
-    config_schema = serializers.JSONField(source="latest_version.config_schema")
-    defaults = serializers.JSONField(source="latest_version.defaults")
-    secrets = serializers.JSONField(source="latest_version.secrets")
+    version = serializers.IntegerField(source="shown_version.number")
+    label = serializers.CharField(source="shown_version.label")
+    description = serializers.CharField(source="shown_version.description")
+    target = serializers.CharField(source="shown_version.target")
+    pool = serializers.CharField(source="shown_version.pool.name")
+    run = serializers.JSONField(source="shown_version.run")
+    resources = serializers.JSONField(source="shown_version.resources")
+    config_schema = serializers.JSONField(source="shown_version.config_schema")
+    defaults = serializers.JSONField(source="shown_version.defaults")
+    secrets = serializers.JSONField(source="shown_version.secrets")
+    withdrawn = serializers.BooleanField(source="shown_version.withdrawn")
 
     class Meta:
         model = Pipeline
         fields = ["name", "version", "label", "description", "target", "pool", "run",
-                  "resources", "config_schema", "defaults", "secrets"]
+                  "resources", "config_schema", "defaults", "secrets", "withdrawn"]
 
 
 class PipelineDetailSerializer(PipelineSerializer):

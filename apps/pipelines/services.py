@@ -130,3 +130,10 @@ def service_heartbeat(name: str) -> None:
     ServiceHeartbeat.objects.update_or_create(
         name=name, host=this_host(), defaults={"pid": os.getpid(), "last_seen": timezone.now()},
     )
+
+
+def pipeline_versions_withdraw(versions, *, withdrawn: bool = True) -> int:
+    """Withdraw (or, with ``withdrawn=False``, restore) the given versions; returns how many
+    changed. A withdrawn version starts no new run and no re-run; the processes that ran it
+    keep pointing at it, and the API still lists it (``withdrawn: true``)."""
+    return versions.exclude(withdrawn=withdrawn).update(withdrawn=withdrawn)

@@ -13,11 +13,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.schema import AUTH_ERRORS
 from apps.pipelines.models import Pool, ServiceHeartbeat
 from apps.pipelines.selectors import last_service_heartbeat, live_workers
+from apps.processes.schema import HealthSerializer
 from orchestration.celery import app
 
 BROKER_TIMEOUT_S = 2
@@ -93,10 +96,47 @@ def health_report() -> dict:
             "pools": pools, "pools_down": pools_down}
 
 
-class HealthView(APIView):
-    authentication_classes: list = []
-    permission_classes: list = []
+def public_report(report: dict) -> dict:
+    """The report as anyone may read it: each part's state with a generic detail. The real
+    details (a database's or broker's error text, hosts, pids) are for staff and for
+    ``manage.py health``."""
+    public = dict(report)
+    for name in PARTS:
+        part = dict(report[name])
+        part["detail"] = {True: "ok", False: "unavailable", None: "unknown"}[part["ok"]]
+        public[name] = part
+    return public
 
+
+class HealthView(APIView):
+    """No token needed (load balancers, humans); a staff token or session sees the details."""
+
+    permission_classes: list = []
+    # Health must answer while the database is away: no throttle counts (they live in the
+    # database), and a caller who cannot be authenticated then is simply anonymous.
+    throttle_classes: list = []
+
+    def perform_authentication(self, request):
+        try:
+            request.user  # noqa: B018 - DRF authenticates on first access
+        except (DatabaseError, InterfaceError):
+            request._not_authenticated()
+
+    @extend_schema(
+        summary="The health of every part (no token needed)",
+        description="Anyone sees each part's state; a staff token or session sees its details.",
+        # A token is optional here: {} is "no authentication" in OpenAPI's terms.
+        auth=[{"oauth2": ["read"]}, {"cookieAuth": []}, {}],
+        responses={
+            200: OpenApiResponse(HealthSerializer, description="Every part is up."),
+            429: AUTH_ERRORS[429],
+            503: OpenApiResponse(HealthSerializer, description="`down` names each part that "
+                                                               "is down."),
+        },
+    )
     def get(self, request):
         report = health_report()
-        return Response(report, status=200 if report["status"] == "ok" else 503)
+        status = 200 if report["status"] == "ok" else 503
+        if not (request.user is not None and request.user.is_staff):
+            report = public_report(report)
+        return Response(report, status=status)

@@ -14,6 +14,7 @@ from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
@@ -52,11 +53,30 @@ def planner_estimate(rows: QuerySet) -> int | None:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def _whole_number(value: str, largest: int | None) -> bool:
+    if not value.isdecimal() or len(value) > 18:
+        return False
+    return int(value) >= 1 and (largest is None or int(value) <= largest)
+
+
 class ProcessPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
     django_paginator_class = BoundedCountPaginator
+
+    def paginate_queryset(self, queryset, request, view=None):
+        """``page`` and ``page_size`` are whole numbers in range, or a 400 naming them (DRF
+        would quietly use its default page size, and answer a bad page with a 404)."""
+        refused = {}
+        for name, largest in (("page", None), ("page_size", self.max_page_size)):
+            value = request.query_params.get(name)
+            if value is not None and not _whole_number(value, largest):
+                upto = f" up to {largest}" if largest else ""
+                refused[name] = [f"Must be a whole number from 1{upto}, not {value[:40]!r}."]
+        if refused:
+            raise ValidationError(refused)
+        return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data):
         return Response({

@@ -8,7 +8,8 @@ from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from apps.pipelines.models import Pool
-from apps.processes.models import Process, ProcessEvent
+from apps.processes.input_limits import MAX_DEPTH, too_deep, too_deep_message
+from apps.processes.models import STATE_CHOICES, Process, ProcessEvent
 from workers.contract import State
 
 
@@ -28,22 +29,34 @@ class ConfigField(serializers.Field):
     default_error_messages = {
         "not_json": "Not valid JSON: {error}.",
         "not_object": "Must be a JSON object such as {{\"seconds\": 5}}, not {kind}.",
+        "too_deep": "{field}: " + too_deep_message(),
     }
 
     def to_internal_value(self, data):
         if data in (None, ""):
             return {}
         if isinstance(data, str):
-            try:
-                data = json.loads(data)
-            except json.JSONDecodeError as exc:
-                self.fail("not_json", error=exc)
+            data = self._parsed(data)
         if not isinstance(data, dict):
             self.fail("not_object", kind=type(data).__name__)
         return data
 
+    def _parsed(self, text: str):
+        """JSON ``text`` (a form field), refused before parsing when nested too deep."""
+        if too_deep(text, MAX_DEPTH) is not None:
+            self.fail("too_deep", field=self.field_name)
+        try:  # NaN and Infinity are not JSON; digits past Python's limit are a ValueError
+            return json.loads(text, parse_constant=_not_json)
+        except RecursionError:
+            self.fail("too_deep", field=self.field_name)
+        except ValueError as exc:
+            self.fail("not_json", error=exc)
     def to_representation(self, value):
         return value
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 class SecretsField(ConfigField):
@@ -58,7 +71,7 @@ class SecretsField(ConfigField):
 class ProcessCreateSerializer(serializers.Serializer):
     pipeline = StrictCharField(max_length=100)
     used_config = ConfigField(required=False, default=dict)
-    version = serializers.IntegerField(required=False, min_value=1)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
     secrets = SecretsField(required=False, default=dict, write_only=True)
 
     def validate(self, attrs):
@@ -155,8 +168,23 @@ class ProcessStatusSerializer(serializers.ModelSerializer):
         return process.finished_at is not None
 
 
-class ProcessEventSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = ProcessEvent
-        # ``at``: when it happened; ``recorded_at``: when the control plane applied it.
-        fields = ["from_state", "to_state", "at", "recorded_at", "source", "detail"]
+class ProcessEventSerializer(serializers.Serializer):
+    """One transition as the API announces it: ``from`` (null for the first), ``to``, ``time``
+    (when it happened), ``recorded_at`` (when the control plane applied it), ``source``,
+    ``detail``. Declared in get_fields: ``from`` is a Python keyword."""
+
+    def get_fields(self):
+        return {
+            "from": serializers.ChoiceField(choices=STATE_CHOICES, source="from_state",
+                                            allow_null=True),
+            "to": serializers.ChoiceField(choices=STATE_CHOICES, source="to_state"),
+            "time": serializers.DateTimeField(source="at"),
+            "recorded_at": serializers.DateTimeField(),
+            "source": serializers.CharField(),
+            "detail": serializers.CharField(),
+        }
+
+    def to_representation(self, event: ProcessEvent):
+        body = super().to_representation(event)
+        body["from"] = body["from"] or None  # no state before the first: null, not ""
+        return body

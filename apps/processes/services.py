@@ -12,8 +12,14 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from apps.pipelines.definitions import config_errors
-from apps.pipelines.selectors import pipeline_list, pipeline_version_get
+from apps.pipelines.selectors import pipeline_version_get, pipeline_version_refusal
 from apps.processes import messaging
+from apps.processes.input_limits import (
+    config_problems,
+    idempotency_key_problems,
+    text_problems,
+    value_problems,
+)
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.transitions import transition
 from workers.contract import POLLED_STATES, State, is_terminal
@@ -49,8 +55,8 @@ def secret_errors(declared: list[str], secrets: dict) -> list[str]:
             errors.append(f"{where}: must be a string, not {type(value).__name__}.")
         elif len(value.encode()) > SECRET_MAX_BYTES:
             errors.append(f"{where}: longer than {SECRET_MAX_BYTES} bytes.")
-        elif "\0" in value:  # an environment value cannot hold one: the job would not start
-            errors.append(f"{where}: must not contain a NUL character.")
+        else:  # an environment value cannot hold a NUL: the job would not start
+            errors.extend(text_problems(value, where))
     return errors
 
 
@@ -84,7 +90,9 @@ def _replay(first: Process, *, pipeline: str, version: int | None, used_config: 
     return first
 
 
-@sensitive_variables("secrets")  # kept out of error reports
+# Kept out of error reports: every local (``request`` holds the secrets too) and, as the
+# nearest marked caller, every variable of what it calls (seal's ``values``).
+@sensitive_variables()
 def process_create(
     *, pipeline: str, used_config: dict, secrets: dict | None = None, sealed_secrets: str = "",
     owner=None, application=None, version: int | None = None,
@@ -97,17 +105,18 @@ def process_create(
     by this client for the same request, the first process is returned and nothing is
     created; for another request, IdempotencyKeyReused. Raises ValidationError naming the field.
     """
+    refused = _input_problems(used_config, secrets or {}, idempotency_key or "")
+    if refused:  # before anything reads, compares or stores what the database cannot hold
+        raise ValidationError(refused)
     key = f"{idempotency_scope(owner, application)}/{idempotency_key}" if idempotency_key else None
     request = {"pipeline": pipeline, "version": version, "used_config": used_config,
                "secrets": secrets, "sealed_secrets": sealed_secrets}
     if key and (first := Process.objects.filter(idempotency_key=key).first()):
         return _replay(first, **request), False
     pipeline_version = pipeline_version_get(pipeline, version)
-    if pipeline_version is None:
-        known = ", ".join(pipeline_list().values_list("name", flat=True)) or "none loaded"
-        field = "version" if version is not None and pipeline_version_get(pipeline) else "pipeline"
-        wanted = f"{pipeline!r} version {version}" if field == "version" else repr(pipeline)
-        raise ValidationError({field: [f"Unknown pipeline {wanted}. Known pipelines: {known}."]})
+    if pipeline_version is None:  # unknown, or withdrawn: the selector says which
+        field, message = pipeline_version_refusal(pipeline, version)
+        raise ValidationError({field: [message]})
     config = merge_config(pipeline_version.defaults, used_config)
     errors = {"used_config": config_errors(pipeline_version.config_schema, config),
               "secrets": secret_errors(pipeline_version.secrets, secrets or {})}
@@ -137,6 +146,14 @@ def process_create(
             return _replay(first, **request), False  # the same key won a race a moment ago
         raise
     return process, True
+
+
+def _input_problems(used_config: dict, secrets: dict, idempotency_key: str) -> dict:
+    """Problems by field: limits of depth and size, and text nothing downstream can hold."""
+    found = {"used_config": config_problems(used_config, "used_config"),
+             "secrets": value_problems(secrets, "secrets"),  # sized by secret_errors
+             "Idempotency-Key": idempotency_key_problems(idempotency_key)}
+    return {field: problems for field, problems in found.items() if problems}
 
 
 def process_publish(process: Process) -> bool:
@@ -176,7 +193,9 @@ def process_stop(process: Process, source: str = "api") -> Process:
 
 def process_rerun(process: Process, *, owner=None, application=None) -> Process:
     """A new process of the same pipeline version with the same config and secrets (still
-    sealed: the control plane never opens them)."""
+    sealed: the control plane never opens them). A withdrawn version is refused like in a
+    POST (ValidationError naming ``version``): a re-run repeats a run, it never silently
+    runs another version."""
     new, _ = process_create(
         pipeline=process.pipeline.name, version=process.pipeline_version.number,
         used_config=process.used_config, sealed_secrets=process.secret_env,

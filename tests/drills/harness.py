@@ -368,14 +368,14 @@ def history_problems(history: list[dict]) -> list[str]:
     if not history:
         return ["no event history"]
     problems = []
-    if history[0]["from_state"] or history[0]["to_state"] != State.PENDING:
+    if history[0]["from"] or history[0]["to"] != State.PENDING:
         problems.append(f"history starts with {history[0]}")
     for before, after in zip(history, history[1:], strict=False):
-        if after["from_state"] != before["to_state"]:
-            problems.append(f"history gap: {before['to_state']} then {after['from_state']} -> "
-                            f"{after['to_state']}")
-        if not can_move(after["from_state"], after["to_state"]):
-            problems.append(f"history moves back: {after['from_state']} -> {after['to_state']}")
+        if after["from"] != before["to"]:
+            problems.append(f"history gap: {before['to']} then {after['from']} -> "
+                            f"{after['to']}")
+        if not can_move(after["from"], after["to"]):
+            problems.append(f"history moves back: {after['from']} -> {after['to']}")
     return problems
 
 

@@ -39,8 +39,8 @@ def test_control_consumer_and_beat_killed(drill, record):
     record(drill.check({pid: Expect(State.SUCCEEDED, 0) for pid in first + during}))
     for pid in during:  # their jobs started (the local target reports RUNNING at once) and
         # ended while the consumer was down: the history says then, not the restart
-        history = {e["to_state"]: e for e in drill.api.get(f"/api/processes/{pid}/events/")}
+        history = {e["to"]: e for e in drill.api.get(f"/api/processes/{pid}/events/")}
         for state in (State.SUBMITTED, State.RUNNING):
-            at = datetime.fromisoformat(history[state]["at"])
+            at = datetime.fromisoformat(history[state]["time"])
             recorded = datetime.fromisoformat(history[state]["recorded_at"])
             assert at < restarted <= recorded, f"{pid}: {history[state]}"

@@ -34,7 +34,7 @@ def wait_for_end(pid: str, timeout: float = 60) -> Process:
 
 def path_of(api, pid: str) -> list[str]:
     """The states of the process's event history, in order."""
-    return [e["to_state"] for e in api.get(f"{PROCESSES}{pid}/events/").json()]
+    return [e["to"] for e in api.get(f"{PROCESSES}{pid}/events/").json()]
 
 
 def logs_of(api, pid: str) -> str:

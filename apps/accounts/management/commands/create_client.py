@@ -22,10 +22,13 @@ class Command(BaseCommand):
         Application = get_application_model()
         if Application.objects.filter(name=name).exists():
             raise CommandError(f"a client named {name!r} exists already; pick another name")
-        user, _ = get_user_model().objects.get_or_create(username=f"client-{name}")
-        if staff and not user.is_staff:
-            user.is_staff = True
-            user.save(update_fields=["is_staff"])
+        username = f"client-{name}"
+        # Never adopt an existing user: it may be staff (or anyone's) and the new client
+        # would inherit its rights and its processes.
+        if get_user_model().objects.filter(username=username).exists():
+            raise CommandError(f"a user named {username!r} exists already; pick another client "
+                               "name, or delete that user first")
+        user = get_user_model().objects.create(username=username, is_staff=staff)
         secret = generate_client_secret()
         app = Application.objects.create(
             name=name,

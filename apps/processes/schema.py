@@ -1,0 +1,130 @@
+"""The OpenAPI description of the processes API where the serializers alone do not tell it:
+fields that take JSON as an object or a string, the answers built as plain dicts (logs,
+health), and the Idempotency-Key header."""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
+from rest_framework import serializers
+
+from apps.processes.input_limits import IDEMPOTENCY_KEY_MAX_CHARS
+from apps.processes.models import STATE_CHOICES
+from apps.processes.serializers import ProcessSerializer
+
+
+class ConfigFieldSchema(OpenApiSerializerFieldExtension):
+    """``used_config``: a JSON object, or (form-encoded) the same object as a JSON string."""
+
+    target_class = "apps.processes.serializers.ConfigField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "oneOf": [
+                {"type": "object", "additionalProperties": True},
+                {"type": "string", "description": "The object as a JSON string "
+                                                  "(form-encoded requests)."},
+            ],
+            "description": "The pipeline's config: merged over its defaults, then checked "
+                           "against its config_schema. Empty means the defaults.",
+        }
+
+
+class SecretsFieldSchema(OpenApiSerializerFieldExtension):
+    """``secrets``: names the pipeline declares, with string values; never answered back."""
+
+    target_class = "apps.processes.serializers.SecretsField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "oneOf": [
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                {"type": "string", "description": "The object as a JSON string "
+                                                  "(form-encoded requests)."},
+            ],
+            "description": "Secret environment values the pipeline declares "
+                           "(`{\"API_TOKEN\": \"...\"}`): stored encrypted, never returned.",
+        }
+
+
+# ProcessSerializer.get_urls has no type hint to read: an object of URLs, by action name.
+extend_schema_field({
+    "type": "object",
+    "additionalProperties": {"type": "string", "format": "uri"},
+    "description": "This process's URLs: `detail` and one per action.",
+})(ProcessSerializer.get_urls)
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX_CHARS, "pattern": "^[ -~]*$"},
+    OpenApiParameter.HEADER, required=False,
+    description="The same request with the same key returns the first process (with "
+                "`Idempotent-Replayed: true`) instead of starting another; the same key with "
+                "another request is a 422 naming `Idempotency-Key`. Printable ASCII, at most "
+                f"{IDEMPOTENCY_KEY_MAX_CHARS} characters.",
+)
+
+
+class LogChunkSerializer(serializers.Serializer):
+    """GET /api/processes/<id>/logs/: the kept output from ``offset`` on."""
+
+    offset = serializers.IntegerField(help_text="The byte this text starts at.")
+    next_offset = serializers.IntegerField(help_text="The offset to ask for next.")
+    size = serializers.IntegerField(help_text="Bytes of output the process wrote so far.")
+    skipped = serializers.IntegerField(
+        help_text="Bytes dropped by the log cap between offset and text.")
+    truncated = serializers.BooleanField(help_text="The log cap dropped some of the output.")
+    complete = serializers.BooleanField(
+        help_text="The process has finished and this text reaches the end of its output.")
+    text = serializers.CharField()
+
+
+class HealthPartSerializer(serializers.Serializer):
+    ok = serializers.BooleanField(allow_null=True, help_text="null: unknown (no database).")
+    detail = serializers.CharField(required=False)
+    last_seen = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class HealthPoolSerializer(serializers.Serializer):
+    workers = serializers.IntegerField()
+    capacity = serializers.IntegerField()
+    busy = serializers.IntegerField()
+
+
+class HealthSerializer(serializers.Serializer):
+    """GET /api/health/: each part of the control plane, and the pools with live workers."""
+
+    status = serializers.ChoiceField(["ok", "unavailable"])
+    database = HealthPartSerializer(required=False)
+    broker = HealthPartSerializer(required=False)
+    control = HealthPartSerializer(required=False, help_text="The control consumer.")
+    beat = HealthPartSerializer(required=False)
+    down = serializers.ListField(child=serializers.CharField(),
+                                 help_text="The parts that are down.")
+    pools = serializers.DictField(child=HealthPoolSerializer(), required=False,
+                                  help_text="Pools with live workers, by name.")
+    pools_down = serializers.ListField(child=serializers.CharField(), required=False,
+                                       help_text="Defined pools with no live worker.")
+
+
+def _query(name: str, kind, description: str, **kwargs) -> OpenApiParameter:
+    return OpenApiParameter(name, kind, OpenApiParameter.QUERY, description=description, **kwargs)
+
+
+# The list's query parameters, described (they replace the ones drf-spectacular derives).
+PROCESS_FILTERS = [
+    _query("state", OpenApiTypes.STR,
+           "Only processes in these states (repeat the parameter for several).",
+           many=True, enum=[value for value, _ in STATE_CHOICES], explode=True, style="form"),
+    _query("pipeline", OpenApiTypes.STR, "Only runs of the pipeline of this name."),
+    _query("created_after", OpenApiTypes.DATETIME, "Created at or after this time (ISO 8601)."),
+    _query("created_before", OpenApiTypes.DATETIME, "Created before this time (ISO 8601)."),
+    _query("finished_after", OpenApiTypes.DATETIME,
+           "Finished at or after this time (ISO 8601)."),
+    # ProcessPagination's, with the bounds it enforces (outside them: a 400 naming it).
+    _query("page", {"type": "integer", "minimum": 1}, "The page number, from 1."),
+    _query("page_size", {"type": "integer", "minimum": 1, "maximum": 500},
+           "Processes per page (default 50)."),
+]
