@@ -90,7 +90,7 @@ def test_a_secret_is_accepted_kept_sealed_and_shown_nowhere(
     [message] = sent
     assert message["name"] == TASK_SUBMIT
     assert VALUE not in json.dumps(message["args"]) and VALUE not in message["argsrepr"]
-    spec = JobSpec.from_dict(message["args"][0])
+    spec = JobSpec.from_dict(message["args"][0]["body"])  # inside its signed envelope
     assert spec.secret_env == process.secret_env
     assert "API_TOKEN" not in spec.env
     assert unseal(spec.secret_env) == {"API_TOKEN": VALUE}

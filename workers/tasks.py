@@ -8,13 +8,19 @@ A submission's events are the only way the control plane learns the job's handle
 is acknowledged only once they are with the broker; if they cannot be sent, the spec goes back
 to its queue and its next delivery finds the job and reports it. A poll whose events cannot be
 sent releases nothing; the next round asks again.
+
+Every message arrives as a signed envelope (``workers.signing``) and is verified before
+anything else: one that is unsigned, badly signed, stale or for another pool is logged,
+counted and acknowledged, and nothing is started, stopped or asked for it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections import Counter
 
 from celery.exceptions import Reject
 
@@ -33,6 +39,7 @@ from .events import send_events
 from .executors import get_executor
 from .executors.base import ExecutorError
 from .secrets import SecretsError, unseal
+from .signing import SignatureError, verify
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +48,30 @@ SUBMIT_RETRY_MAX_S = 300
 EVENT_SEND_BACKOFF_S = (0.5, 1, 2, 4)
 
 
+# Messages refused by this worker, by kind: a forged or replayed message is never acted on.
+refused: Counter[str] = Counter()
+
+
+def _verified(kind: str, envelope) -> dict | None:
+    """The body of a signed message for this worker's pool, or None (logged) when it must
+    not be acted on."""
+    pool = os.environ.get("ORCH_POOL", "")
+    try:
+        return verify(envelope, kind, pool)
+    except SignatureError as exc:
+        refused[kind] += 1
+        body = envelope.get("body", envelope) if isinstance(envelope, dict) else None
+        # The claimed process id only, cut short: the rest of the message is not trusted.
+        claimed = str(body.get("process_id", ""))[:64] if isinstance(body, dict) else ""
+        log.warning("refused a %s message%s on pool %s: %s (%d refused)", kind,
+                    f" for process {claimed!r}" if claimed else "", pool, exc, refused[kind])
+        return None
+
+
 @app.task(name=TASK_SUBMIT, bind=True, max_retries=None)
-def submit(self, spec_data: dict) -> str | None:
+def submit(self, envelope: dict) -> str | None:
+    if (spec_data := _verified("spec", envelope)) is None:
+        return None
     spec = JobSpec.from_dict(spec_data)
     source = f"worker:{self.request.hostname or spec.pool}"
     try:
@@ -93,13 +122,15 @@ def _send_or_requeue(spec: JobSpec, events: list[Event]) -> None:
 
 
 @app.task(name=TASK_POLL, acks_late=False)
-def poll(request_data: dict) -> int:
+def poll(envelope: dict) -> int:
     """Answer for every handle of the request with one batched target call.
 
     A poll that arrives while this worker still runs the previous poll of the same handles
     (a throttled API retrying with backoff) is dropped: it would ask the same question again
     and hold one more slot, until polls fill every slot and no submission is served. The
     running poll answers; the next round asks again."""
+    if (request_data := _verified("poll", envelope)) is None:
+        return 0
     request = PollRequest.from_dict(request_data)
     key = (request.pool, request.host, request.items[0].process_id if request.items else "")
     with _polls_lock:
@@ -120,8 +151,10 @@ _polls_lock = threading.Lock()
 
 
 @app.task(name=TASK_CANCEL)
-def cancel(request_data: dict) -> int:
+def cancel(envelope: dict) -> int:
     """A poll whose items all ask for a stop: the stop is carried out and reported at once."""
+    if (request_data := _verified("cancel", envelope)) is None:
+        return 0
     request = PollRequest.from_dict(request_data)
     for item in request.items:
         item.stop_requested = True

@@ -1,5 +1,6 @@
 """Everything the control plane sends to workers goes through here: job specs, polls and
-cancels, shaped by ``workers.contract`` and routed to the pool's (or the host's) queue."""
+cancels, shaped by ``workers.contract``, signed by ``workers.signing`` (a worker runs nothing
+unsigned) and routed to the pool's (or the host's) queue."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from workers.contract import (
     pool_queue,
     queue_for_handle,
 )
+from workers.signing import sign
 
 
 def job_spec(process: Process) -> JobSpec:
@@ -33,6 +35,7 @@ def job_spec(process: Process) -> JobSpec:
         image=run.get("image", ""),
         script=run.get("script", ""),
         env=run.get("env", {}),
+        user=run.get("user", ""),
         secret_env=process.secret_env,  # sealed: only the worker that starts the job opens it
         config=process.used_config,
         resources=Resources(**version.resources),
@@ -45,7 +48,8 @@ def send_job_spec(process: Process) -> None:
     spec = job_spec(process)
     # A short argsrepr: Celery would otherwise format the whole spec (config included) for
     # its logs on every publish.
-    app.send_task(TASK_SUBMIT, args=[spec.to_dict()], queue=pool_queue(spec.pool),
+    envelope = sign("spec", spec.pool, spec.to_dict())
+    app.send_task(TASK_SUBMIT, args=[envelope], queue=pool_queue(spec.pool),
                   argsrepr=f"[job spec of {spec.process_id}]")
 
 
@@ -67,10 +71,11 @@ def send_poll(request: PollRequest, *, cancel: bool = False) -> None:
     down gets the next round, not a backlog of stale ones. Cancels do not expire."""
     queue = queue_for_handle(request.pool, request.target, request.host)
     argsrepr = f"[{len(request.items)} handles of pool {request.pool}]"
+    args = [sign("cancel" if cancel else "poll", request.pool, request.to_dict())]
     if cancel:
-        app.send_task(TASK_CANCEL, args=[request.to_dict()], queue=queue, argsrepr=argsrepr)
+        app.send_task(TASK_CANCEL, args=args, queue=queue, argsrepr=argsrepr)
     else:
-        app.send_task(TASK_POLL, args=[request.to_dict()], queue=queue, argsrepr=argsrepr,
+        app.send_task(TASK_POLL, args=args, queue=queue, argsrepr=argsrepr,
                       expires=settings.POLL_INTERVAL_S * 5)
 
 

@@ -50,6 +50,9 @@ class Process(models.Model):
     # "<client or user>/<Idempotency-Key header>": a retried POST finds the first process.
     idempotency_key = models.CharField(max_length=300, null=True, blank=True, unique=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # When its job spec was last sent. A spec waits in its queue while the pool is down, and a
+    # worker refuses a signed spec past its age bound: it is signed and sent again before that.
+    spec_sent_at = models.DateTimeField(null=True, blank=True)
     missing_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

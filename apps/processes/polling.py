@@ -9,6 +9,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.pipelines.models import Pool
@@ -22,6 +23,7 @@ from workers.contract import (
     PollRequest,
     State,
 )
+from workers.signing import max_age_s
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,28 @@ def pools_poll() -> int:
                                   pool_settings=pool_settings.get(pool, {}))
             messaging.send_poll(request)
             sent += 1
+    return sent
+
+
+def specs_resend() -> int:
+    """Sign and send again the job specs of processes still QUEUED after half the age a worker
+    accepts (ORCH_SIGNATURE_MAX_AGE_S): a pool down for days must not make its waiting runs
+    stale. A second copy is harmless: submission finds the job it already started."""
+    cutoff = timezone.now() - timedelta(seconds=max_age_s("spec") / 2)
+    waiting = (Process.objects.filter(state=State.QUEUED)
+               .annotate(last_sent=Coalesce("spec_sent_at", "queued_at"))
+               .filter(last_sent__lt=cutoff)
+               .select_related("pipeline", "pipeline_version", "pipeline_version__pool")
+               .order_by("last_sent")[:REPUBLISH_BATCH])
+    sent = 0
+    for process in waiting:
+        try:
+            messaging.send_job_spec(process)
+        except Exception as exc:  # the broker is away: the next round tries again
+            log.warning("job spec of %s not sent again yet: %s", process.pk, exc)
+            break
+        Process.objects.filter(pk=process.pk).update(spec_sent_at=timezone.now())
+        sent += 1
     return sent
 
 

@@ -164,8 +164,9 @@ def process_publish(process: Process) -> bool:
     except Exception as exc:  # the broker is down: the sweep retries, the API still answers
         log.warning("process %s not published yet: %s", process.id, exc)
         return False
-    transition(process.pk, State.QUEUED, "control", f"sent to pool {process.pool}")
-    process.refresh_from_db(fields=["state", "queued_at", "updated_at"])
+    transition(process.pk, State.QUEUED, "control", f"sent to pool {process.pool}",
+               spec_sent_at=timezone.now())
+    process.refresh_from_db(fields=["state", "queued_at", "spec_sent_at", "updated_at"])
     return True
 
 

@@ -13,7 +13,7 @@ from django.db import DatabaseError, InterfaceError
 
 from apps.pipelines.services import pipelines_load, worker_heartbeat
 from apps.processes.events import events_apply
-from apps.processes.polling import outbox_sweep, pools_poll
+from apps.processes.polling import outbox_sweep, pools_poll, specs_resend
 from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, Event, Heartbeat
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def poll_pools() -> int:
     comes in POLL_INTERVAL_S and asks about everything again."""
     try:
         outbox_sweep()
+        specs_resend()
         return pools_poll()
     except (DatabaseError, InterfaceError) as exc:
         log.warning("poll round skipped, the database is unavailable: %s", exc)
