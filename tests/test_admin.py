@@ -108,3 +108,29 @@ def test_rerun_of_a_withdrawn_version_is_refused_with_a_message(operator, two_pr
                          follow=True).content.decode()
     assert "not re-run" in page and "is withdrawn" in page
     assert Process.objects.filter(pipeline__name="hello").count() == 1
+
+
+def test_pool_settings_cannot_be_changed_in_the_admin(client, django_user_model, pipelines):
+    """Workers follow a pool's settings (a docker_host pointed at a listener got a run's
+    container create with its secrets), so they come from the YAML files only: a staff user,
+    even one granted change_pool, sees the pool and changes nothing."""
+    from django.contrib.auth.models import Permission
+
+    from apps.pipelines.models import Pool
+
+    staff = django_user_model.objects.create_user("ops", password="x", is_staff=True)
+    staff.user_permissions.set(Permission.objects.filter(content_type__model="pool"))
+    client.force_login(staff)
+    pool = Pool.objects.get(name="docker-main")
+    before = pool.settings
+    page = client.get(f"/admin/pipelines/pool/{pool.pk}/change/")
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode() and 'name="settings"' not in \
+        page.content.decode()
+    forged = client.post(f"/admin/pipelines/pool/{pool.pk}/change/", {
+        "capacity": 8, "queued_limit_s": 600,
+        "settings": '{"docker_host": "tcp://127.0.0.1:9"}'})
+    assert forged.status_code == 403
+    assert client.get("/admin/pipelines/pool/add/").status_code == 403
+    pool.refresh_from_db()
+    assert pool.settings == before and "docker_host" not in pool.settings

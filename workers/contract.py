@@ -12,7 +12,9 @@ task names, the states and the three kinds of message that cross the broker.
 - **Events** go from workers to ``control``: what a worker saw (a state, a handle, an exit code,
   new log bytes). The control plane applies them; a duplicate or late event changes nothing.
 
-Messages are plain dicts of JSON types so they survive any serializer and any language.
+Messages are plain dicts of JSON types so they survive any serializer and any language. Job
+specs, polls and cancels travel inside a signed envelope (``workers.signing``): a worker acts
+only on what the control plane signed.
 """
 
 from __future__ import annotations
@@ -198,6 +200,8 @@ class JobSpec:
     image: str = ""
     script: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    # "root" when the pipeline asks for it (its pool must allow it), else the pool's user.
+    user: str = ""
     # Secret env values, sealed (workers.secrets); opened by the worker only to start the job.
     secret_env: str = ""
     config: dict[str, Any] = field(default_factory=dict)

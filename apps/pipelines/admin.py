@@ -52,8 +52,18 @@ class PipelineVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
+    """View only: workers follow a pool's settings (where the engine, slurmrestd or AWS endpoint
+    is), so they come only from pipelines/pools/<name>.yaml, checked against the target's
+    allow-list when ``manage.py load_pipelines`` loads them."""
+
     list_display = ["name", "target", "capacity", "queued_limit_s", "source_file"]
-    readonly_fields = ["name", "target", "source_file", "updated_at"]
+    readonly_fields = [f.name for f in Pool._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Worker)

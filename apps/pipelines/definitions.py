@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from workers.executors import EXECUTORS
+from workers.pool_settings import settings_errors
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
@@ -79,6 +80,11 @@ def parse_pool(path: Path) -> PoolDefinition:
     settings = data.get("settings") or {}
     if not isinstance(settings, dict):
         raise DefinitionError("settings: must be a mapping")
+    # Workers follow these settings (where the engine, slurmrestd or AWS endpoint is), so only
+    # the settings the target reads, with the right types, get into the database.
+    errors = settings_errors(target, settings)
+    if errors:
+        raise DefinitionError("; ".join(errors))
     queued_limit = parse_duration(data.get("queued_limit", 600), "queued_limit")
     return PoolDefinition(name, target, capacity, settings, queued_limit, path.name)
 
@@ -198,7 +204,7 @@ def _secrets(names: Any) -> list[str]:
 def _run(run: Any) -> dict[str, Any]:
     if not isinstance(run, dict):
         raise DefinitionError("run: required, with a command, an image or a script")
-    unknown = set(run) - {"command", "image", "script", "env"}
+    unknown = set(run) - {"command", "image", "script", "env", "user"}
     if unknown:
         raise DefinitionError(f"run: unknown keys {', '.join(sorted(unknown))}")
     command = run.get("command", [])
@@ -211,9 +217,17 @@ def _run(run: Any) -> dict[str, Any]:
     env = run.get("env") or {}
     if not isinstance(env, dict):
         raise DefinitionError("run.env: must be a mapping of names to values")
-    return {
+    parsed = {
         "command": [str(a) for a in command],
         "image": str(run.get("image") or ""),
         "script": str(run.get("script") or ""),
         "env": {str(k): str(v) for k, v in env.items()},
     }
+    # Only "root", and only where the pool allows it (the docker target checks allow_root).
+    # Left out when unset, so the digests of existing definitions do not change.
+    if run.get("user") not in (None, ""):
+        if run["user"] != "root":
+            raise DefinitionError("run.user: only 'root' may be asked for (jobs run as the "
+                                  "pool's user otherwise)")
+        parsed["user"] = "root"
+    return parsed

@@ -125,11 +125,13 @@ class SlurmBackend(Backend):
     def write_pipelines(self, directory: Path) -> None:
         (directory / "pools").mkdir(parents=True, exist_ok=True)
         settings = {"partition": "main", "work_root": str(self.work_root),
-                    "lost_grace_s": self.lost_grace_s, "command_timeout_s": 10}
+                    "lost_grace_s": self.lost_grace_s}
         if self.target == "slurm_rest":
             settings.update(url=self.cluster.env["ORCH_SLURMRESTD_URL"],
                             jwt_key=self.cluster.env["ORCH_SLURM_JWT_KEY"],
                             request_timeout_s=10)
+        else:  # only the sbatch target runs Slurm commands
+            settings.update(command_timeout_s=10)
         pool = {"name": self.pool, "target": self.target, "capacity": 16,
                 "queued_limit": "1m", "settings": settings}
         (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))

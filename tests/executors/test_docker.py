@@ -323,3 +323,108 @@ def test_two_deliveries_at_once_give_one_container(executor, make_spec, engine):
     (event,) = executor.poll([item_for(spec, subs[0].handle)])
     assert event.state == State.RUNNING
     executor.cancel(subs[0].handle)
+
+
+# --- containers that cannot reach the host ------------------------------------------------------
+
+JAILED = """
+id -u; id -g
+grep -E '^(NoNewPrivs|CapEff|CapBnd):' /proc/self/status
+touch /etc/x 2>/dev/null && echo ROOT-FS-WRITABLE || echo ROOT-FS-READ-ONLY
+touch /tmp/x && echo TMP-WRITABLE
+echo out > /orch/work/out && echo WORK-WRITABLE
+grep ' /orch/work ' /proc/self/mountinfo
+"""
+
+
+def log_lines(events) -> list[str]:
+    return [line.strip() for line in full_log(events).splitlines()]
+
+
+def test_a_container_is_not_root_and_cannot_gain_privileges(executor, make_spec, tmp_path):
+    spec = make_spec("jailed", command=["sh", "-c", JAILED])
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED, full_log(events)
+    lines = log_lines(events)
+    assert lines[:2] == ["65534", "65534"]
+    assert "NoNewPrivs:\t1" in full_log(events)
+    assert "CapEff:\t0000000000000000" in full_log(events)
+    assert "CapBnd:\t0000000000000000" in full_log(events)
+    assert "ROOT-FS-READ-ONLY" in lines and "ROOT-FS-WRITABLE" not in lines
+    assert "TMP-WRITABLE" in lines and "WORK-WRITABLE" in lines
+    (mount,) = [line for line in lines if " /orch/work " in line]
+    assert "nosuid" in mount.split()[5] and "nodev" in mount.split()[5]  # Podman's binds
+    # On the host: the work dir is the job user's alone, the run dir the worker's.
+    run_dir = tmp_path / spec.process_id
+    work = run_dir / "work"
+    assert (work.stat().st_uid, work.stat().st_gid) == (65534, 65534)
+    assert work.stat().st_mode & 0o777 == 0o700
+    assert run_dir.stat().st_uid == 0 and run_dir.stat().st_mode & 0o777 == 0o700
+    assert (work / "out").stat().st_uid == 65534
+
+
+def test_a_setuid_file_made_by_the_job_gives_no_root(executor, make_spec, tmp_path):
+    script = (
+        "cp /bin/busybox /orch/work/id && chmod 4755 /orch/work/id && echo MADE\n"
+        "chown 0:0 /orch/work/id 2>/dev/null && echo CHOWNED-TO-ROOT\n"
+        "/orch/work/id -u\n"
+    )
+    spec = make_spec("suid", command=["sh", "-c", script])
+    sub, item, events = run_to_end(executor, spec)
+    lines = log_lines(events)
+    assert "MADE" in lines and "CHOWNED-TO-ROOT" not in lines
+    assert lines[-1] == "65534"  # running it gives no one else's uid in the container
+    made = (tmp_path / spec.process_id / "work" / "id").stat()
+    assert made.st_uid == 65534 and made.st_gid == 65534  # its setuid bit means nobody
+
+
+def test_the_pool_chooses_the_user(pool, tmp_path, make_spec):
+    executor = DockerExecutor(pool, {"work_root": str(tmp_path), "user": "4321:4322"})
+    spec = make_spec("who", command=["sh", "-c", "id -u; id -g; touch /orch/work/mine"])
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED, full_log(events)
+    assert log_lines(events)[:2] == ["4321", "4322"]
+    assert (tmp_path / spec.process_id / "work" / "mine").stat().st_uid == 4321
+
+
+@pytest.mark.parametrize("settings, user, reason", [
+    ({}, "root", "asks to run as root"),
+    ({"user": "0:0"}, "", "allow_root is false"),
+    ({"user": "nobody"}, "", "numeric uid:gid"),
+    ({"allow_root": True}, "1000", "may only be 'root'"),
+])
+def test_root_and_odd_users_are_refused_before_anything_runs(pool, tmp_path, make_spec, engine,
+                                                             settings, user, reason):
+    executor = DockerExecutor(pool, {"work_root": str(tmp_path), **settings})
+    spec = make_spec("ok")
+    spec.user = user  # the pipeline's run.user
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent  # the worker reports the process FAILED with this message
+    assert reason in str(raised.value)
+    assert not engine.api.containers(
+        all=True, filters={"label": [f"{LABEL_PROCESS}={spec.process_id}"]})
+    assert not (tmp_path / spec.process_id).exists()
+
+
+def test_root_where_the_pool_allows_it_still_has_no_privileges(pool, tmp_path, make_spec):
+    executor = DockerExecutor(pool, {"work_root": str(tmp_path), "allow_root": True})
+    spec = make_spec("root", command=["sh", "-c", JAILED])
+    spec.user = "root"
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED, full_log(events)
+    lines = log_lines(events)
+    assert lines[:2] == ["0", "0"]
+    assert "CapEff:\t0000000000000000" in full_log(events)
+    assert "ROOT-FS-READ-ONLY" in lines and "WORK-WRITABLE" in lines
+
+
+def test_a_python_job_over_its_memory_limit_is_killed_and_reported(executor, make_spec):
+    grow = "x = bytearray(200 * 1024 * 1024); x[::4096] = b'a' * len(x[::4096]); print('survived')"
+    spec = make_spec("oom", image=PYTHON, command=["python3", "-c", grow],
+                     resources=Resources(memory_mb=64, time_limit_s=600))
+    sub, item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.FAILED, full_log(events)
+    assert events[-1].exit_code == 137
+    assert "out of memory (limit 64 MB)" in events[-1].message
+    assert "survived" not in full_log(events)

@@ -14,6 +14,11 @@ Each run also has a run dir ``<work_root>/<process id>`` on the host, next to th
   cannot see, which outlive ``release()`` so a late duplicate job spec starts nothing and a
   stopped or timed-out container is reported as such.
 
+Containers cannot reach the host: they run as a non-root user (pool setting ``user``; root
+only where the pool has ``allow_root`` and the pipeline asks ``user: root``), with every
+capability dropped, ``no-new-privileges``, a read-only root file system (a tmpfs at ``/tmp``),
+no swap beyond their memory limit, and, on Podman, the run dir mounted ``nosuid,nodev``.
+
 The engine does not enforce time limits: the poller does, from the poll item's submit time and
 limit. Stops send SIGTERM (containers run with an init, which passes it on) and, on a later poll
 past the grace period, SIGKILL: nothing waits for a container to end.
@@ -59,6 +64,11 @@ CONFIG_PATH = "/orch/config.json"
 SCRIPT_PATH = "/orch/script"
 WORK_PATH = "/orch/work"
 
+DEFAULT_USER = "65534:65534"  # nobody:nogroup
+ROOT = "0:0"
+# Mount options of the run dir's binds (Podman only) and of the /tmp tmpfs.
+MOUNT_HARDENING = "nosuid,nodev"
+
 # Run-dir files the container cannot see; they outlive release().
 TOMBSTONE = {"container", "cancelled", "timed_out"}
 
@@ -76,6 +86,8 @@ _EXEC_FAILED = re.compile(r"failed to exec pid1: (.+)|exec (\S+) failed: (.+)")
 
 # API versions negotiated with each engine, so only a worker's first executor asks.
 _API_VERSIONS: dict[str, str] = {}
+# Whether each engine is Podman (which takes nosuid,nodev on a bind; Docker refuses them).
+_IS_PODMAN: dict[str, bool] = {}
 
 
 class EngineUnreachable(ExecutorError):
@@ -98,7 +110,9 @@ class DockerExecutor(Executor):
     """Pool settings (all optional): ``docker_host`` (default ``DOCKER_HOST``), ``api_version``,
     ``api_timeout_s`` (60), ``work_root`` (``ORCH_WORK_ROOT`` or ``var/work``; a path the
     engine can bind-mount), ``pull`` (``missing`` or ``never``), ``network`` (engine default),
-    ``stop_grace_s`` (10), ``orphan_grace_s`` (600), ``keep_work_dir`` (false)."""
+    ``stop_grace_s`` (10), ``orphan_grace_s`` (600), ``keep_work_dir`` (false), ``user``
+    (``uid:gid`` that jobs run as, 65534:65534), ``allow_root`` (false: a pipeline's
+    ``user: root`` fails)."""
 
     target = "docker"
 
@@ -129,6 +143,15 @@ class DockerExecutor(Executor):
             ) from exc
         _API_VERSIONS[url] = client.api.api_version
         return client
+
+    @property
+    def is_podman(self) -> bool:
+        url = self.docker_host
+        if url not in _IS_PODMAN:
+            version = self._engine("version", self.client.api.version)
+            _IS_PODMAN[url] = any("podman" in (c.get("Name") or "").lower()
+                                  for c in version.get("Components") or [])
+        return _IS_PODMAN[url]
 
     def _engine(self, what: str, call, *args, **kwargs):
         """Every engine call goes through here: NotFound passes through for the caller to
@@ -182,9 +205,10 @@ class DockerExecutor(Executor):
     def start(self, spec: JobSpec) -> Submission:
         if not spec.image:
             raise ExecutorError("the pipeline names no image for target docker", permanent=True)
-        run_dir = self._prepare_run_dir(spec)
+        user = self.job_user(spec)
+        run_dir = self._prepare_run_dir(spec, user)
         try:
-            container_id = self._create(spec, run_dir)
+            container_id = self._create(spec, run_dir, user)
         except EngineConflict:
             found = self.find(spec)  # another delivery of this spec created it just now
             if found is None:
@@ -194,35 +218,75 @@ class DockerExecutor(Executor):
         self._start_container(container_id, spec)
         return Submission(container_id, State.RUNNING, self.host)
 
-    def _prepare_run_dir(self, spec: JobSpec) -> Path:
+    def job_user(self, spec: JobSpec) -> str:
+        """The ``uid:gid`` the container runs as. Root only when the pipeline asks for it
+        (``run.user: root``) and the pool allows it; never by default."""
+        wanted = spec.user  # the pipeline's run.user: "root" or ""
+        if wanted and wanted != "root":
+            raise ExecutorError(f"run.user may only be 'root', not {wanted!r}: the pool "
+                                "decides which user jobs run as", permanent=True)
+        pool_user = str(self.settings.get("user") or DEFAULT_USER)
+        if not re.fullmatch(r"\d+(:\d+)?", pool_user):
+            raise ExecutorError(f"pool {self.pool}: setting user must be a numeric uid:gid, "
+                                f"not {pool_user!r}", permanent=True)
+        user = ROOT if wanted else pool_user if ":" in pool_user else f"{pool_user}:{pool_user}"
+        if user.split(":")[0] == "0" and not self.settings.get("allow_root"):
+            who = f"pipeline {spec.pipeline} asks" if wanted else f"pool setting user {user!r} says"
+            raise ExecutorError(f"{who} to run as root, and pool {self.pool} does not allow it "
+                                "(allow_root is false)", permanent=True)
+        if os.geteuid() != 0 and user != ROOT:
+            # A worker that is not root cannot give the work dir to another uid: its jobs
+            # run as the worker's own user instead (never a world-writable dir).
+            user = f"{os.getuid()}:{os.getgid()}"
+        return user
+
+    def _prepare_run_dir(self, spec: JobSpec, user: str | None = None) -> Path:
+        user = user or self.job_user(spec)
         run_dir = self.run_dir(spec.process_id)
-        (run_dir / "work").mkdir(parents=True, exist_ok=True)
+        work = run_dir / "work"
+        work.mkdir(parents=True, exist_ok=True)
+        # The run dir (markers, config) is the worker's alone; only the work dir is the job's.
+        run_dir.chmod(0o700)
+        if os.geteuid() == 0:
+            uid, gid = (int(part) for part in user.split(":"))
+            os.chown(work, uid, gid)
+        work.chmod(0o700)
         _write_atomic(run_dir / "config.json", json.dumps(spec.config))
         if spec.script:
             _write_atomic(run_dir / "script", spec.script)
         return run_dir
 
-    def _create(self, spec: JobSpec, run_dir: Path) -> str:
+    def _create(self, spec: JobSpec, run_dir: Path, user: str | None = None) -> str:
+        user = user or self.job_user(spec)
         api = self.client.api
+        # Docker refuses nosuid,nodev on a bind (only a host mount of work_root gives them);
+        # inside the container no-new-privileges and no capabilities make setuid inert anyway.
+        hardening = f",{MOUNT_HARDENING}" if self.is_podman else ""
         binds = {
-            str(run_dir / "config.json"): {"bind": CONFIG_PATH, "mode": "ro"},
-            str(run_dir / "work"): {"bind": WORK_PATH, "mode": "rw"},
+            str(run_dir / "config.json"): {"bind": CONFIG_PATH, "mode": "ro" + hardening},
+            str(run_dir / "work"): {"bind": WORK_PATH, "mode": "rw" + hardening},
         }
         if spec.script:
-            binds[str(run_dir / "script")] = {"bind": SCRIPT_PATH, "mode": "ro"}
+            binds[str(run_dir / "script")] = {"bind": SCRIPT_PATH, "mode": "ro" + hardening}
         res = spec.resources
+        memory = f"{res.memory_mb}m" if res.memory_mb else None
         host_config = api.create_host_config(
             binds=binds,
             init=True,  # an init passes SIGTERM on: a stop takes a moment, not the grace period
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],  # the form both Docker and Podman take
+            read_only=True,
+            tmpfs={"/tmp": f"rw,{MOUNT_HARDENING}"},
             nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
-            mem_limit=f"{res.memory_mb}m" if res.memory_mb else None,
+            mem_limit=memory,
+            memswap_limit=memory,  # no swap on top: over its memory a job is killed
             device_requests=(
                 [docker.types.DeviceRequest(count=res.gpus, capabilities=[["gpu"]])]
                 if res.gpus else None
             ),
             network_mode=self.settings.get("network") or None,
         )
-        env = dict(spec.env)
+        env = {"HOME": "/tmp", **spec.env}  # the root file system is read-only
         env.update(
             ORCH_PROCESS_ID=spec.process_id,
             ORCH_CONFIG_FILE=CONFIG_PATH,
@@ -238,7 +302,7 @@ class DockerExecutor(Executor):
         command = ["/bin/sh", SCRIPT_PATH] if spec.script else (list(spec.command) or None)
         create = dict(
             image=spec.image, command=command, name=spec.job_name, labels=labels,
-            environment=env, working_dir=WORK_PATH, host_config=host_config,
+            environment=env, working_dir=WORK_PATH, host_config=host_config, user=user,
             detach=True, use_config_proxy=False,
         )
         try:
