@@ -44,20 +44,32 @@ def client_env() -> dict[str, str]:
 
 class Api:
     def __init__(self, url: str):
-        creds = client_env()
         self.url, self.session = url, requests.Session()
-        answer = self.session.post(f"{url}/o/token/", data={"grant_type": "client_credentials"},
+        self.login()
+
+    def login(self) -> None:
+        """A new token; a soak outlives one (ACCESS_TOKEN_EXPIRE_SECONDS, an hour)."""
+        creds = client_env()
+        answer = self.session.post(f"{self.url}/o/token/",
+                                   data={"grant_type": "client_credentials"},
                                    auth=(creds["ORCH_CLIENT_ID"], creds["ORCH_CLIENT_SECRET"]))
         answer.raise_for_status()
         self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
 
+    def call(self, method: str, path: str, **kwargs):
+        answer = self.session.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        if answer.status_code == 401:  # the token expired: once more with a new one
+            self.login()
+            answer = self.session.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        return answer
+
     def get(self, path: str):
-        answer = self.session.get(f"{self.url}{path}", timeout=30)
+        answer = self.call("GET", path)
         answer.raise_for_status()
         return answer.json()
 
     def post(self, path: str, body: dict):
-        answer = self.session.post(f"{self.url}{path}", json=body, timeout=30)
+        answer = self.call("POST", path, json=body)
         assert answer.status_code == 201, f"POST {path}: {answer.status_code} {answer.text}"
         return answer.json()
 

@@ -31,8 +31,10 @@ start() {
   "$PY" manage.py migrate --noinput -v0
   "$PY" manage.py collectstatic --noinput -v0
   "$PY" manage.py load_pipelines
+  # Keep-alive past gunicorn's 2 s: a client posting every 2 s otherwise reuses a connection
+  # the server is closing at that moment and gets a reset for its POST.
   launch web "$PY" -m gunicorn orchestration.wsgi --bind "127.0.0.1:$PORT" --workers 2 \
-    --threads 4 --access-logfile - --graceful-timeout 5
+    --threads 4 --keep-alive 30 --access-logfile - --graceful-timeout 5
   launch control "$PY" -m celery -A orchestration worker --queues=control --pool=threads \
     --concurrency=4 --hostname="control@%h" --without-gossip --without-mingle --loglevel=INFO
   launch beat "$PY" -m celery -A orchestration beat --loglevel=INFO \

@@ -428,3 +428,24 @@ def test_a_python_job_over_its_memory_limit_is_killed_and_reported(executor, mak
     assert events[-1].exit_code == 137
     assert "out of memory (limit 64 MB)" in events[-1].message
     assert "survived" not in full_log(events)
+
+
+def test_a_listing_podman_trips_over_an_exiting_container_is_asked_again(
+        executor, make_spec, monkeypatch):
+    """Podman answers a listing with 500 "read /proc/<pid>/cgroup: no such process" when a
+    container exits meanwhile (seen in CI): the submission asks again instead of failing."""
+    real = executor.client.api.containers
+    tripped = []
+
+    def trips_once(*args, **kwargs):
+        if not tripped:
+            tripped.append(True)
+            response = type("Response", (), {"status_code": 500, "reason": "error"})()
+            raise docker.errors.APIError("500", response=response,
+                                         explanation="read /proc/4901/cgroup: no such process")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(executor.client.api, "containers", trips_once)
+    spec = make_spec("ok")
+    events = poll_until(executor, item_for(spec, executor.submit(spec).handle), ended)
+    assert tripped and events[-1].state == State.SUCCEEDED

@@ -99,6 +99,8 @@ class EngineConflict(ExecutorError):
     says so in a 500)."""
 
 
+# Listings asked at most this often when Podman trips over a container exiting meanwhile.
+LIST_ATTEMPTS = 3
 _CONFLICT = ("already in use", "not running", "can only kill running", "state improper")
 
 
@@ -172,8 +174,17 @@ class DockerExecutor(Executor):
 
     def _list(self, **labels: str) -> list[dict[str, Any]]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
-        return self._engine("list containers", self.client.api.containers, all=True,
-                            filters=filters)
+        for attempt in range(LIST_ATTEMPTS):
+            try:
+                return self._engine("list containers", self.client.api.containers, all=True,
+                                    filters=filters)
+            except ExecutorError as exc:
+                # Podman answers 500 "read /proc/<pid>/cgroup: no such process" when another
+                # container exits during the listing: a read, so asking again is safe.
+                if "no such process" not in str(exc) or attempt == LIST_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2)
+        raise AssertionError("unreachable")
 
     # --- run dirs -------------------------------------------------------------------------
 
