@@ -35,6 +35,9 @@ from .environment import load_env, project_root
 
 CONTROL_QUEUE = "control"
 
+# Every target kind, named once: pipelines name one, pools serve one, each has an executor.
+TARGETS = ("local", "docker", "slurm", "slurm_rest", "ecs")
+
 # Targets whose handles live on one host: polls, cancels and log reads must reach that host.
 HOST_BOUND_TARGETS = frozenset({"local", "docker"})
 

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from workers.executors import EXECUTORS
+from workers.contract import TARGETS
 from workers.pool_settings import settings_errors
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -185,8 +185,8 @@ def _name(data: dict[str, Any], path: Path) -> str:
 
 def _target(data: dict[str, Any]) -> str:
     target = data.get("target")
-    if target not in EXECUTORS:
-        raise DefinitionError(f"target: {target!r} is not one of {', '.join(EXECUTORS)}")
+    if target not in TARGETS:
+        raise DefinitionError(f"target: {target!r} is not one of {', '.join(TARGETS)}")
     return target
 
 

@@ -6,9 +6,9 @@ process points at the version it ran with, never at "the latest".
 
 from django.db import models
 
-from workers.executors import EXECUTORS
+from workers.contract import TARGETS
 
-TARGET_CHOICES = [(kind, kind) for kind in EXECUTORS]
+TARGET_CHOICES = [(kind, kind) for kind in TARGETS]
 
 
 class Pool(models.Model):

@@ -1,11 +1,13 @@
-"""The registry of targets: a kind name to the dotted path of its executor, imported lazily
-so a worker loads only the SDK its own target needs. The control plane derives the valid
-``target`` values of a pipeline from these keys; nothing lists them twice."""
+"""The registry of executors: each target of ``contract.TARGETS`` to the dotted path of its
+executor, imported lazily so a worker loads only the SDK its own target needs. The control
+plane reads the targets from the contract and never imports this package."""
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from ..contract import TARGETS
 
 if TYPE_CHECKING:
     from .base import Executor
@@ -19,6 +21,7 @@ EXECUTORS: dict[str, str] = {
     "slurm_rest": f"{__name__}.slurm_rest.SlurmRestExecutor",
     "ecs": f"{__name__}.ecs.EcsExecutor",
 }
+assert tuple(EXECUTORS) == TARGETS, "every target of the contract has one executor"
 
 
 def executor_class(target: str) -> type[Executor]:

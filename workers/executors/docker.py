@@ -51,6 +51,7 @@ from .base import (
     Submission,
     time_limit_passed,
 )
+from .docker_confinement import bind_mode, give_work_dir, host_options, job_user
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +64,6 @@ LABEL_TIME_LIMIT = "orchestration.time_limit_s"
 CONFIG_PATH = "/orch/config.json"
 SCRIPT_PATH = "/orch/script"
 WORK_PATH = "/orch/work"
-
-DEFAULT_USER = "65534:65534"  # nobody:nogroup
-ROOT = "0:0"
-# Mount options of the run dir's binds (Podman only) and of the /tmp tmpfs.
-MOUNT_HARDENING = "nosuid,nodev"
 
 # Run-dir files the container cannot see; they outlive release().
 TOMBSTONE = {"container", "cancelled", "timed_out"}
@@ -230,26 +226,7 @@ class DockerExecutor(Executor):
         return Submission(container_id, State.RUNNING, self.host)
 
     def job_user(self, spec: JobSpec) -> str:
-        """The ``uid:gid`` the container runs as. Root only when the pipeline asks for it
-        (``run.user: root``) and the pool allows it; never by default."""
-        wanted = spec.user  # the pipeline's run.user: "root" or ""
-        if wanted and wanted != "root":
-            raise ExecutorError(f"run.user may only be 'root', not {wanted!r}: the pool "
-                                "decides which user jobs run as", permanent=True)
-        pool_user = str(self.settings.get("user") or DEFAULT_USER)
-        if not re.fullmatch(r"\d+(:\d+)?", pool_user):
-            raise ExecutorError(f"pool {self.pool}: setting user must be a numeric uid:gid, "
-                                f"not {pool_user!r}", permanent=True)
-        user = ROOT if wanted else pool_user if ":" in pool_user else f"{pool_user}:{pool_user}"
-        if user.split(":")[0] == "0" and not self.settings.get("allow_root"):
-            who = f"pipeline {spec.pipeline} asks" if wanted else f"pool setting user {user!r} says"
-            raise ExecutorError(f"{who} to run as root, and pool {self.pool} does not allow it "
-                                "(allow_root is false)", permanent=True)
-        if os.geteuid() != 0 and user != ROOT:
-            # A worker that is not root cannot give the work dir to another uid: its jobs
-            # run as the worker's own user instead (never a world-writable dir).
-            user = f"{os.getuid()}:{os.getgid()}"
-        return user
+        return job_user(spec, self.pool, self.settings)
 
     def _prepare_run_dir(self, spec: JobSpec, user: str | None = None) -> Path:
         user = user or self.job_user(spec)
@@ -258,10 +235,7 @@ class DockerExecutor(Executor):
         work.mkdir(parents=True, exist_ok=True)
         # The run dir (markers, config) is the worker's alone; only the work dir is the job's.
         run_dir.chmod(0o700)
-        if os.geteuid() == 0:
-            uid, gid = (int(part) for part in user.split(":"))
-            os.chown(work, uid, gid)
-        work.chmod(0o700)
+        give_work_dir(work, user)
         _write_atomic(run_dir / "config.json", json.dumps(spec.config))
         if spec.script:
             _write_atomic(run_dir / "script", spec.script)
@@ -270,24 +244,19 @@ class DockerExecutor(Executor):
     def _create(self, spec: JobSpec, run_dir: Path, user: str | None = None) -> str:
         user = user or self.job_user(spec)
         api = self.client.api
-        # Docker refuses nosuid,nodev on a bind (only a host mount of work_root gives them);
-        # inside the container no-new-privileges and no capabilities make setuid inert anyway.
-        hardening = f",{MOUNT_HARDENING}" if self.is_podman else ""
+        ro, rw = bind_mode("ro", self.is_podman), bind_mode("rw", self.is_podman)
         binds = {
-            str(run_dir / "config.json"): {"bind": CONFIG_PATH, "mode": "ro" + hardening},
-            str(run_dir / "work"): {"bind": WORK_PATH, "mode": "rw" + hardening},
+            str(run_dir / "config.json"): {"bind": CONFIG_PATH, "mode": ro},
+            str(run_dir / "work"): {"bind": WORK_PATH, "mode": rw},
         }
         if spec.script:
-            binds[str(run_dir / "script")] = {"bind": SCRIPT_PATH, "mode": "ro" + hardening}
+            binds[str(run_dir / "script")] = {"bind": SCRIPT_PATH, "mode": ro}
         res = spec.resources
         memory = f"{res.memory_mb}m" if res.memory_mb else None
         host_config = api.create_host_config(
             binds=binds,
             init=True,  # an init passes SIGTERM on: a stop takes a moment, not the grace period
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges:true"],  # the form both Docker and Podman take
-            read_only=True,
-            tmpfs={"/tmp": f"rw,{MOUNT_HARDENING}"},
+            **host_options(),
             nano_cpus=int(res.cpus * 1e9) if res.cpus else None,
             mem_limit=memory,
             memswap_limit=memory,  # no swap on top: over its memory a job is killed
