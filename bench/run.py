@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     size_name = "small" if args.small else "full"
     size = SIZES[size_name]
     run_dir = Path(tempfile.mkdtemp(prefix="orchestration-bench-"))
+    run_dir.chmod(0o711)  # local jobs run as a user of their own, who must pass through it
     log_dir = run_dir / "logs"
     log_dir.mkdir()
     say(f"size {size_name}; logs in {log_dir}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -38,7 +39,9 @@ from workers.executors.slurm import SlurmExecutor  # noqa: E402
 from workers.executors.slurm_common import Handle  # noqa: E402
 from workers.executors.slurm_rest import SlurmRestExecutor  # noqa: E402
 
-JWT_KEY = "/etc/slurm/jwt_hs256.key"
+# Who the jobs run as, and the REST token for that user: what deploy/slurm-cluster.sh prints.
+JOB_USER = os.environ.get("ORCH_SLURM_USER", "orch-slurm")
+TOKEN_FILE = os.environ.get("ORCH_SLURM_TOKEN_FILE", "var/slurm/orch-slurm.jwt")
 
 
 def make_spec(target: str, command: list[str]) -> JobSpec:
@@ -52,9 +55,9 @@ def count_calls(executor, what) -> tuple[float, Counter]:
     calls: Counter[str] = Counter()
     real_run, real_request = slurm_common.run_command, getattr(executor, "request", None)
 
-    def run(argv, timeout, env=None):
+    def run(argv, timeout, env=None, user=None):
         calls[argv[0]] += 1
-        return real_run(argv, timeout, env)
+        return real_run(argv, timeout, env, user=user)
 
     def request(method, path, body=None):
         calls[f"{method} {path}"] += 1
@@ -131,10 +134,13 @@ def main() -> int:
     cleanup: set[str] = set()
     report: dict = {"jobs": args.jobs, "held": True}
     with tempfile.TemporaryDirectory(prefix="slurm-bench-") as work_root:
+        os.chmod(work_root, 0o755)  # the jobs' user must reach it
         executors = {
-            "slurm": SlurmExecutor("bench", {"work_root": work_root, "partition": "main"}),
+            "slurm": SlurmExecutor("bench", {"work_root": work_root, "partition": "main",
+                                             "user": JOB_USER}),
             "slurm_rest": SlurmRestExecutor("bench", {
-                "work_root": work_root, "partition": "main", "jwt_key": JWT_KEY}),
+                "work_root": work_root, "partition": "main", "user": JOB_USER,
+                "token_file": TOKEN_FILE}),
         }
         try:
             for target, executor in executors.items():

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Make PostgreSQL and RabbitMQ ready for orchestration on this machine, idempotently:
-# install them (Debian, as root) if missing, start them if stopped, create the database and
-# a RabbitMQ vhost. Prints the settings to export. Used by deploy/test.sh and .ci/run.
+# install them (Debian, as root) if missing, start them if stopped, create the database, a
+# RabbitMQ vhost and its users per role (deploy/broker-users.sh: the control plane's and each
+# pool's, which deploy/stack.sh starts the parts as). Prints the settings to export (the broker
+# URL is guest's, on this machine only: for tools and tests, not for the parts of the stack).
+# Used by deploy/test.sh and .ci/run.
 #   deploy/services.sh [DB_NAME] [VHOST]
 set -euo pipefail
 DB_NAME=${1:-orchestration}
@@ -57,6 +60,7 @@ if ! as_root rabbitmqctl -q list_vhosts | grep -qx "$VHOST"; then
   as_root rabbitmqctl -q set_permissions -p "$VHOST" guest ".*" ".*" ".*"
   say "created vhost $VHOST"
 fi
+"$(dirname "$0")/broker-users.sh" "$VHOST" >/dev/null  # their URLs stay in var/broker-users/
 
 cat <<ENV
 export DATABASE_URL=postgres://postgres${PGPASSWORD:+:$PGPASSWORD}@127.0.0.1:5432/$DB_NAME

@@ -11,20 +11,27 @@
 #                                         are forgotten (running ones killed), ids start again
 #   deploy/slurm-cluster.sh status        say what answers; exit 1 unless everything does
 #
+# Jobs never run as root: `start` creates the unprivileged user they run as (orch-slurm, with
+# no home and no shell), makes the shipped pools' work roots (var/work/slurm-main and
+# var/work/slurm-rest) reachable by it, and writes a REST token for that user only, renewed on
+# every start, to var/slurm/orch-slurm.jwt (mode 0600): the slurm_rest pool reads it there and
+# no worker needs the cluster's key. On a real cluster an operator's cron does the same:
+#   scontrol token username=USER lifespan=N > FILE.tmp && mv FILE.tmp FILE
+#
 # Idempotent and non-interactive: a second `start` finds everything answering and returns in
 # about a second. Runs as root. Slurm is a machine-wide service: its config lives in
 # /etc/slurm (slurm.conf, and jwt_hs256.key, generated once), its state under
 # /var/spool/slurm-orch and its logs under /var/log/slurm. The pids of the daemons this
 # checkout started are kept under var/slurm/, and `stop` ends only those.
 #
-# A private cluster: with ORCH_SLURM_HOME=DIR the config, key, state, logs and pids all live
+# A private cluster: with ORCH_SLURM_HOME=DIR the config, key, state, logs, pids and token live
 # in DIR, the daemons listen on ORCH_SLURM_PORT (slurmctld), +1 (slurmd) and +2 (slurmrestd),
 # and nothing of the machine's cluster is touched; sbatch and friends reach it with
 # SLURM_CONF=DIR/slurm.conf (`start` prints it). The drills restart slurmctld on such a one.
 # munged is machine-wide either way; a private cluster leaves it running when it stops.
 #
 # Environment: ORCH_SLURMRESTD_ADDR (127.0.0.1:6820), ORCH_SLURMRESTD_USER (slurmrest),
-# ORCH_SLURM_MIN_JOB_AGE (300 s a finished job stays in squeue), ORCH_SLURM_WAIT_S (60),
+# ORCH_SLURM_JOB_USER (orch-slurm), ORCH_SLURM_TOKEN_LIFESPAN_S (86400), ORCH_SLURM_MIN_JOB_AGE (300 s a finished job stays in squeue), ORCH_SLURM_WAIT_S (60),
 # ORCH_SLURM_HOME and ORCH_SLURM_PORT (6817) for a private cluster, ORCH_SLURM_DOWN_S (0 s
 # slurmctld stays down in restart-ctld).
 set -euo pipefail
@@ -53,6 +60,11 @@ fi
 CONF=$CONF_DIR/slurm.conf
 JWT_KEY=$CONF_DIR/jwt_hs256.key
 REST_USER=${ORCH_SLURMRESTD_USER:-slurmrest}
+JOB_USER=${ORCH_SLURM_JOB_USER:-orch-slurm}
+TOKEN_FILE=$VAR/$JOB_USER.jwt
+TOKEN_LIFESPAN_S=${ORCH_SLURM_TOKEN_LIFESPAN_S:-86400}
+# The shipped pools' run dirs (pipelines/pools/slurm-*.yaml), relative to the workers' directory.
+WORK_ROOTS=("$ROOT/var/work/slurm-main" "$ROOT/var/work/slurm-rest")
 MIN_JOB_AGE=${ORCH_SLURM_MIN_JOB_AGE:-300}
 WAIT_S=${ORCH_SLURM_WAIT_S:-60}
 DOWN_S=${ORCH_SLURM_DOWN_S:-0}
@@ -85,8 +97,11 @@ install_packages() {
 }
 
 ensure_users_and_dirs() {
-    id -u "$REST_USER" >/dev/null 2>&1 || useradd --system --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin "$REST_USER"
+    local user
+    for user in "$REST_USER" "$JOB_USER"; do
+        id -u "$user" >/dev/null 2>&1 || useradd --system --no-create-home \
+            --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
+    done
     mkdir -p "$VAR" "$SPOOL/ctld" "$SPOOL/d" "$LOG_DIR" /run/munge /var/log/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /var/lib/munge
     chmod 0755 /run/munge
@@ -100,6 +115,21 @@ ensure_users_and_dirs() {
         (umask 077 && head -c 32 /dev/urandom >"$JWT_KEY.tmp" && mv "$JWT_KEY.tmp" "$JWT_KEY")
         say "generated $JWT_KEY"
     fi
+}
+
+as_job_user() { setpriv --reuid="$JOB_USER" --regid="$(id -g "$JOB_USER")" --init-groups "$@"; }
+
+ensure_work_roots() {
+    # Searchable by the job user, not writable: a root worker makes each run dir and hands it
+    # over; a job that could write the root could swap its run dir for a link.
+    local dir
+    for dir in "${WORK_ROOTS[@]}"; do
+        mkdir -p "$dir"
+        chmod 0755 "$dir"
+        as_job_user test -x "$dir" || say "warning: $JOB_USER cannot reach $dir (a directory" \
+            "above it is private): Slurm jobs of the shipped pools will be refused; set" \
+            "their work_root to a path $JOB_USER can search"
+    done
 }
 
 # --- config ----------------------------------------------------------------------------------
@@ -273,17 +303,28 @@ wait_node() {
     done
 }
 
+write_token() {  # for the job user only, renewed on every start; written whole, then renamed
+    local token
+    token=$(timeout 15 scontrol token username="$JOB_USER" lifespan="$TOKEN_LIFESPAN_S") \
+        || die "scontrol token username=$JOB_USER failed"
+    (umask 077 && printf '%s\n' "$token" >"$TOKEN_FILE.tmp" && mv -f "$TOKEN_FILE.tmp" "$TOKEN_FILE")
+    say "wrote a token for $JOB_USER, valid $TOKEN_LIFESPAN_S s, to $TOKEN_FILE"
+}
+
 print_env() {
     local conf=""
     [[ -z $PRIVATE ]] || conf=" SLURM_CONF=$CONF"
-    echo "export ORCH_SLURMRESTD_URL=http://$REST_ADDR ORCH_SLURM_JWT_KEY=$JWT_KEY$conf" >&3
+    echo "export ORCH_SLURMRESTD_URL=http://$REST_ADDR ORCH_SLURM_USER=$JOB_USER" \
+        "ORCH_SLURM_TOKEN_FILE=$TOKEN_FILE$conf" >&3
 }
 
 cmd_start() {
     install_packages
     ensure_users_and_dirs
+    ensure_work_roots
     if munge_ok && ctld_ok && node_ready && rest_ok; then
         say "already running (node $NODE $(node_state), slurmrestd on $REST_ADDR)"
+        write_token
         print_env
         return 0
     fi
@@ -293,6 +334,7 @@ cmd_start() {
     start_slurmd
     wait_node
     start_rest
+    write_token
     say "ready: node $NODE $(node_state), slurmrestd on http://$REST_ADDR"
     print_env
 }

@@ -6,6 +6,10 @@
 #   ORCH_POOLS="local docker-main" deploy/stack.sh start      (default: local)
 # Settings come from the environment (.env, env.template); with none set, the embedded
 # default is used: SQLite and the embedded broker (a SQLite file) under var/, no server needed.
+# On RabbitMQ, when deploy/broker-users.sh made the users of ORCH_BROKER_URL's vhost
+# (var/broker-users/<vhost>), each part connects as its role: the web, the control consumer and
+# the beat as <vhost>.control, a pool's worker as <vhost>.pool.<name>; a pool with no user of
+# its own is refused. Without that file, every part uses ORCH_BROKER_URL as it is.
 # Each process's pid is kept in var/run/<name>.pid and its output in var/log/<name>.log;
 # stop signals only those pids.
 set -euo pipefail
@@ -16,6 +20,44 @@ POOLS=${ORCH_POOLS:-local}
 RUN=var/run
 LOGS=var/log
 mkdir -p "$RUN" "$LOGS"
+
+# --- broker users per role -------------------------------------------------------------------
+broker_url() {  # ORCH_BROKER_URL as every process reads it: the environment, then .env
+  "$PY" -c 'import os; from workers.environment import load_env; load_env()
+print(os.environ.get("ORCH_BROKER_URL", ""))'
+}
+
+USERS_FILE=
+find_broker_users() {  # USERS_FILE: the users' file of ORCH_BROKER_URL's vhost, if RabbitMQ's
+  BROKER_URL=$(broker_url)
+  case $BROKER_URL in amqp://*|amqps://*|pyamqp://*) ;; *) return 0 ;; esac
+  local rest=${BROKER_URL#*://}
+  authority=${rest%%/*}
+  path=${rest#"$authority"}
+  vhost=${path#/}; vhost=${vhost%%\?*}; vhost=${vhost//%2[Ff]//}; vhost=${vhost:-/}
+  # named after the vhost as deploy/broker-users.sh names it
+  local file
+  file=var/broker-users/$(printf '%s' "$vhost" | tr -c 'A-Za-z0-9_-' '_')
+  if [ -e "$file" ]; then USERS_FILE=$file; fi
+}
+
+role_url() {  # role_url ROLE: ORCH_BROKER_URL with the user and password of ROLE
+  local login
+  login=$(awk -v role="$1" '$1 == role { print $2 ":" $3; exit }' "$USERS_FILE")
+  [ -n "$login" ] || return 1
+  echo "${BROKER_URL%%://*}://$login@${authority##*@}$path"
+}
+
+as_role() {  # as_role ROLE COMMAND...: run COMMAND with ROLE's broker URL, if users are made
+  if [ -z "$USERS_FILE" ]; then "${@:2}"; return; fi
+  local url
+  url=$(role_url "$1") || {
+    echo "stack: no broker user for $1 in $USERS_FILE: make it with" \
+      "deploy/broker-users.sh $vhost [POOL...]" >&2
+    return 1
+  }
+  ORCH_BROKER_URL=$url "${@:2}"
+}
 
 running() { [ -f "$RUN/$1.pid" ] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 
@@ -28,19 +70,26 @@ launch() {
 }
 
 start() {
-  "$PY" manage.py migrate --noinput -v0
-  "$PY" manage.py collectstatic --noinput -v0
-  "$PY" manage.py load_pipelines
+  find_broker_users
+  if [ -n "$USERS_FILE" ]; then  # every role has its user, or nothing starts
+    as_role control true
+    for pool in $POOLS; do as_role "pool.$pool" true; done
+    echo "  broker users of $USERS_FILE: the control plane's, and each pool's own"
+  fi
+  as_role control "$PY" manage.py migrate --noinput -v0
+  as_role control "$PY" manage.py collectstatic --noinput -v0
+  as_role control "$PY" manage.py load_pipelines
   # Keep-alive past gunicorn's 2 s: a client posting every 2 s otherwise reuses a connection
   # the server is closing at that moment and gets a reset for its POST.
-  launch web "$PY" -m gunicorn orchestration.wsgi --bind "127.0.0.1:$PORT" --workers 2 \
-    --threads 4 --keep-alive 30 --access-logfile - --graceful-timeout 5
-  launch control "$PY" -m celery -A orchestration worker --queues=control --pool=threads \
-    --concurrency=4 --hostname="control@%h" --without-gossip --without-mingle --loglevel=INFO
-  launch beat "$PY" -m celery -A orchestration beat --loglevel=INFO \
+  as_role control launch web "$PY" -m gunicorn orchestration.wsgi --bind "127.0.0.1:$PORT" \
+    --workers 2 --threads 4 --keep-alive 30 --access-logfile - --graceful-timeout 5
+  as_role control launch control "$PY" -m celery -A orchestration worker --queues=control \
+    --pool=threads --concurrency=4 --hostname="control@%h" --without-gossip --without-mingle \
+    --loglevel=INFO
+  as_role control launch beat "$PY" -m celery -A orchestration beat --loglevel=INFO \
     --schedule="var/celerybeat-schedule"
   for pool in $POOLS; do
-    launch "worker-$pool" "$PY" -m workers --pool "$pool"
+    as_role "pool.$pool" launch "worker-$pool" "$PY" -m workers --pool "$pool"
   done
 }
 
@@ -60,11 +109,12 @@ stop() {
 
 status() {  # each pid's state, then the health of every part: non-zero when one is down
   local rc=0
+  find_broker_users
   for name in $(services); do
     if running "$name"; then echo "  $name running (pid $(cat "$RUN/$name.pid"))"
     else echo "  $name not running"; rc=1; fi
   done
-  "$PY" manage.py health || rc=1
+  as_role control "$PY" manage.py health || rc=1
   return $rc
 }
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.processes.events import events_apply
 from apps.processes.models import Process
 from apps.processes.services import process_create, process_stop
+from tests.worker_reports import LOCAL_WORKER, signed_events
 from workers.contract import Event, PollItem, State
 from workers.executors.base import Executor, LogChunk, Status
 
@@ -39,8 +40,11 @@ def process_of_an_hour_ago(process):
 
 
 def apply(process, seconds_ago: float, **fields):
+    """An event the worker holding the process saw ``seconds_ago``."""
+    if fields.get("handle"):
+        fields.setdefault("host", LOCAL_WORKER.host)
     events_apply([Event(process_id=str(process.pk), source="test",
-                        at=time.time() - seconds_ago, **fields)])
+                        at=time.time() - seconds_ago, **fields)], LOCAL_WORKER)
     process.refresh_from_db()
     return process
 
@@ -113,7 +117,7 @@ def test_an_event_from_before_the_process_existed_is_raised_to_its_creation(proc
 def test_an_event_time_that_is_no_time_is_recorded_as_applied(process, nonsense):
     before = timezone.now()
     events_apply([Event(process_id=str(process.pk), source="test", state="RUNNING",
-                        handle="h1", at=nonsense)])
+                        handle="h1", host=LOCAL_WORKER.host, at=nonsense)], LOCAL_WORKER)
     process.refresh_from_db()
     assert before <= process.started_at <= timezone.now()
 
@@ -137,15 +141,16 @@ def test_events_requeued_in_a_database_outage_keep_when_they_happened(
 
     from apps.processes import tasks
 
-    def database_down(events):
+    def database_down(envelope):
         raise OperationalError("server closed the connection unexpectedly")
 
     process = process_of_an_hour_ago
-    message = [Event(process_id=str(process.pk), source="test", state="RUNNING", handle="h1",
-                     at=time.time() - 90).to_dict()]
+    message = signed_events([Event(process_id=str(process.pk), source="test", state="RUNNING",
+                                   handle="h1", host=LOCAL_WORKER.host,
+                                   at=time.time() - 90)])
     monkeypatch.setattr(tasks, "DB_REQUEUE_DELAY_S", 0)
     with monkeypatch.context() as outage:
-        outage.setattr(tasks, "events_apply", database_down)
+        outage.setattr(tasks, "events_receive", database_down)
         with pytest.raises(Reject):
             tasks.apply_events(message)
     tasks.apply_events(message)  # the same message, delivered again once the database is back

@@ -13,6 +13,7 @@ from apps.processes.events import events_apply
 from apps.processes.models import Process
 from apps.processes.selectors import process_log_read
 from apps.processes.services import process_create, process_stop
+from tests.worker_reports import LOCAL_WORKER, signed_events
 from workers.contract import Event, State, can_move
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +27,10 @@ def process(pipelines, django_user_model):
 
 
 def apply(process, **fields):
-    events_apply([Event(process_id=str(process.pk), source="test", **fields)])
+    """An event from the worker that holds the process (a handle: on its own host)."""
+    if fields.get("handle"):
+        fields.setdefault("host", LOCAL_WORKER.host)
+    events_apply([Event(process_id=str(process.pk), source="test", **fields)], LOCAL_WORKER)
     process.refresh_from_db()
     return process
 
@@ -155,16 +159,16 @@ def test_events_the_database_refuses_go_back_to_their_queue_as_they_are(process,
 
     from apps.processes import tasks
 
-    def database_down(events):
+    def database_down(envelope):
         raise OperationalError("server closed the connection unexpectedly")
 
     published = []
     monkeypatch.setattr(tasks, "DB_REQUEUE_DELAY_S", 0)
-    monkeypatch.setattr(tasks, "events_apply", database_down)
+    monkeypatch.setattr(tasks, "events_receive", database_down)
     monkeypatch.setattr(tasks.apply_events, "apply_async", lambda *a, **k: published.append(a))
     event = Event(process_id=str(process.pk), source="test", state=State.RUNNING)
     with pytest.raises(Reject) as rejected:
-        tasks.apply_events([event.to_dict()])
+        tasks.apply_events(signed_events([event]))
     assert rejected.value.requeue is True
     assert published == []
     process.refresh_from_db()

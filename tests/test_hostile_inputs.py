@@ -339,7 +339,7 @@ def test_error_reports_hide_the_token_and_the_secrets(api, monkeypatch):
 
     caught = {}
 
-    def seal(values):  # its frame holds the secrets
+    def seal(values, **bound_to):  # its frame holds the secrets
         raise RuntimeError("sealing failed")
 
     def remember(request, exc_info=None):

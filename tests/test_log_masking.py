@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ import logging, sys
 from workers.celery_app import app
 from workers.secrets import unseal
 app.log.setup(loglevel="INFO", redirect_stdouts=False)
-opened = unseal(sys.argv[1])
+opened = unseal(sys.argv[1], process_id=sys.argv[2], pool="local")
 log = logging.getLogger("workers.executors.slurm")
 log.warning("submitting with token %s", opened["API_TOKEN"])
 log.warning("token=" + opened["API_TOKEN"])
@@ -42,9 +43,10 @@ except RuntimeError:
 def test_a_workers_log_lines_mask_the_secrets_it_opened(monkeypatch):
     key = Fernet.generate_key().decode()
     monkeypatch.setenv("ORCH_SECRETS_KEY", key)
-    sealed = seal({"API_TOKEN": VALUE})
+    process_id = str(uuid.uuid4())
+    sealed = seal({"API_TOKEN": VALUE}, process_id=process_id, pool="local")
     env = {**os.environ, "ORCH_SECRETS_KEY": key, "ORCH_POOL": "local", "ORCH_TARGET": "local"}
-    done = subprocess.run([sys.executable, "-c", WORKER, sealed], cwd=ROOT, env=env,
+    done = subprocess.run([sys.executable, "-c", WORKER, sealed, process_id], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
@@ -93,7 +95,7 @@ def test_djangos_request_log_masks_too(api, monkeypatch):
     from django.utils.log import ServerFormatter
 
     monkeypatch.setenv("ORCH_SECRETS_KEY", Fernet.generate_key().decode())
-    seal({"API_TOKEN": VALUE})  # as a POST with this secret would
+    seal({"API_TOKEN": VALUE}, process_id=uuid.uuid4(), pool="local")  # as a POST would
     [handler] = [h for h in logging.getLogger("django.server").handlers
                  if isinstance(h.formatter, ServerFormatter)]
     out = io.StringIO()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.work_roots import reachable_work_root
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Run from outside the checkout: the installed worker must need nothing of it, nor Django.
@@ -159,8 +161,12 @@ def test_the_installed_worker_starts_as_orchestration_worker(installed):
     assert "python -m orchestration_worker" in done.stdout
 
 
-def test_the_installed_worker_needs_nothing_of_the_checkout_nor_django(installed, tmp_path):
-    done = _run(installed, "-c", SMOKE, str(installed[3]), str(tmp_path / "work"))
+def test_the_installed_worker_needs_nothing_of_the_checkout_nor_django(installed):
+    work_root = reachable_work_root()  # the job's own user passes through it
+    try:
+        done = _run(installed, "-c", SMOKE, str(installed[3]), str(work_root / "work"))
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "smoke ok" in done.stdout
 

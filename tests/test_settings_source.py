@@ -14,6 +14,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
+from workers.secrets import seal
+
 ROOT = Path(__file__).resolve().parents[1]
 
 WEB = """
@@ -37,8 +39,9 @@ WORKER = """
 import json
 from workers.celery_app import app
 from workers import heartbeat, secrets
+opened = secrets.unseal(SEALED, process_id="p1", pool="local")
 print(json.dumps({"broker": app.conf.broker_transport_options.get("path"),
-                  "heartbeat": heartbeat.INTERVAL_S, "key": secrets.unseal(SEALED)["K"]}))
+                  "heartbeat": heartbeat.INTERVAL_S, "key": opened["K"]}))
 """
 
 
@@ -55,7 +58,7 @@ def run(code: str, env: dict[str, str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_every_side_reads_the_same_dot_env(tmp_path):
+def test_every_side_reads_the_same_dot_env(tmp_path, monkeypatch):
     key = Fernet.generate_key().decode()
     broker, database = tmp_path / "broker.sqlite3", tmp_path / "db.sqlite3"
     env_file = tmp_path / ".env"
@@ -72,7 +75,8 @@ def test_every_side_reads_the_same_dot_env(tmp_path):
                    "broker": str(broker)}
     assert run(CONTROL, env) == {"broker": str(broker), "poll": 7.0}
     # the worker opens what the key in .env sealed
-    sealed = Fernet(key).encrypt(json.dumps({"K": "opened"}).encode()).decode()
+    monkeypatch.setenv("ORCH_SECRETS_KEY", key)
+    sealed = seal({"K": "opened"}, process_id="p1", pool="local")
     worker = run(WORKER.replace("SEALED", repr(sealed)), env)
     assert worker == {"broker": str(broker), "heartbeat": 3.0, "key": "opened"}
 
@@ -83,8 +87,9 @@ def test_every_side_reads_the_same_dot_env(tmp_path):
 def test_a_worker_started_with_only_dot_env_reports_on_the_broker_it_names(tmp_path):
     broker = tmp_path / "broker.sqlite3"
     env_file = tmp_path / ".env"
+    # A worker signs its heartbeat: its key comes from the file too (the checkout may have none).
     env_file.write_text(f"ORCH_BROKER_URL=sqlite:///{broker}\nORCH_HEARTBEAT_INTERVAL_S=1\n"
-                        f"ORCH_WORK_ROOT={tmp_path / 'work'}\n")
+                        f"ORCH_WORK_ROOT={tmp_path / 'work'}\nORCH_SIGNING_KEYS=settings-test\n")
     worker = subprocess.Popen([sys.executable, "-m", "workers", "--pool", "local",
                                "--name", f"settings-test-{os.getpid()}"],
                               cwd=ROOT, env=clean_env(env_file), stdout=subprocess.DEVNULL,

@@ -94,6 +94,10 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         url = EMBEDDED_BROKER_URL
     elif url.startswith(("amqp", "pyamqp")):
         options = {"confirm_publish": True}  # a publish returns once the broker has it
+    # A pool's worker (``python -m workers --pool`` sets ORCH_POOL) has its own broker user on
+    # RabbitMQ, allowed only its pool's queues and publishing to ``control``
+    # (deploy/broker-users.sh): it must not touch any other name.
+    own_user = url.startswith(("amqp", "pyamqp")) and bool(env.get("ORCH_POOL"))
     return {
         "broker_url": url,
         "broker_transport_options": options,
@@ -114,7 +118,31 @@ def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
+        **(POOL_WORKER_BROKER_SETTINGS if own_user else {}),
     }
+
+
+def publish_as_pool_worker(name, args, kwargs, options, task=None, **_):
+    """Celery's route for what a pool's worker publishes: its events and heartbeats go to the
+    ``control`` exchange, declaring nothing (declaring ``control`` would need a right on the
+    queue that also lets one delete it); a retry goes back through its own queue's exchange.
+    Celery would otherwise send through the default exchange, which reaches every queue."""
+    queue = options.get("queue")  # a kombu Queue once Celery has looked the name up
+    if name.startswith("orchestration.control.") or getattr(queue, "name", "") == CONTROL_QUEUE:
+        return {"exchange": CONTROL_QUEUE, "routing_key": CONTROL_QUEUE, "declare": []}
+    if queue is not None:
+        return {"exchange": queue.exchange.name, "routing_key": queue.routing_key}
+    # A retry of a message that came through a named exchange: Celery names it already.
+    return {"declare": []} if options.get("exchange") else None
+
+
+POOL_WORKER_BROKER_SETTINGS: dict[str, Any] = {
+    "task_routes": [publish_as_pool_worker],
+    # Remote control (``celery inspect``) needs the ``celery.pidbox`` exchanges: nothing here
+    # uses it, and a pool's user may not declare them. (The worker also runs without gossip,
+    # mingle and Celery's heartbeat events, which would need ``celeryev``.)
+    "worker_enable_remote_control": False,
+}
 
 
 

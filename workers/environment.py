@@ -6,11 +6,17 @@ the environment wins over the file (a deployment's unit or container settings co
 
 Which file: ``ORCH_ENV_FILE`` when set; else ``.env`` at the root of the checkout the code runs
 from; else ``.env`` in the current directory (an installed worker).
+
+The same file and the project's ``var/`` (keys, the embedded database and broker, logs) are
+kept from the users local jobs run as: see ``make_var_private``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -47,3 +53,41 @@ def load_env() -> Path | None:
             os.environ.setdefault(name, value)
     _loaded.add(path)
     return path
+
+
+def var_dir() -> Path:
+    return project_root() / "var"
+
+
+# Entries of var/ left reachable by path (never listable): where the targets' work dirs live.
+WORK_DIRS = "work"
+
+
+def make_var_private(reachable: Iterable[Path] = ()) -> None:
+    """Keep local jobs (another user) from the project's own files: ``var/`` becomes 0711 (its
+    entries reached by path only, never listed), every entry of it private to its owner
+    except ``var/work`` and any that holds a path of ``reachable`` (0711 too: the jobs' work
+    dirs are below), and the ``.env`` file 0600. Files made later under a private entry stay
+    out of reach whatever their mode. Entries this user may not change are left as they are.
+    """
+    var = var_dir()
+    if not var.is_dir():
+        return
+    keep = {WORK_DIRS}
+    for path in reachable:
+        with contextlib.suppress(ValueError):
+            keep.add(Path(path).absolute().relative_to(var).parts[0])
+    _chmod(var, 0o711)
+    for entry in var.iterdir():
+        mode = entry.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        _chmod(entry, 0o711 if entry.name in keep and stat.S_ISDIR(mode) else mode & 0o700)
+    if env_file().is_file():
+        _chmod(env_file(), env_file().stat().st_mode & 0o700)
+
+
+def _chmod(path: Path, mode: int) -> None:
+    with contextlib.suppress(PermissionError, FileNotFoundError):
+        if stat.S_IMODE(path.lstat().st_mode) != mode:
+            path.chmod(mode)

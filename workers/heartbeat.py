@@ -1,5 +1,6 @@
 """Each worker tells the control plane, every few seconds, that it is alive: pool, host,
-version, capacity and busy slots. A pool with no live worker is shown as down."""
+version, capacity and busy slots. A pool with no live worker is shown as down. The heartbeat
+is signed with the worker's key: the control plane records it under the identity it proves."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import os
 
 from celery import bootsteps
 
-from . import __version__
+from . import __version__, credential
 from .contract import CONTROL_QUEUE, TASK_HEARTBEAT, Heartbeat, this_host
+from .signing import sign_report
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,12 @@ def install(app, *, pool: str, target: str) -> None:
                              capacity=worker.concurrency or 1, busy=len(active_requests),
                              name=worker.hostname or "")
             try:
-                app.send_task(TASK_HEARTBEAT, args=[beat.to_dict()], queue=CONTROL_QUEUE,
+                held = credential.current()
+                envelope = sign_report("heartbeat", held.pool, held.worker, beat.to_dict(),
+                                       key=held.worker_keys[0])
+                app.send_task(TASK_HEARTBEAT, args=[envelope], queue=CONTROL_QUEUE,
                               expires=INTERVAL_S * 3)
-            except Exception as exc:  # the broker is away: the next beat tries again
+            except Exception as exc:  # no key yet, the broker is away: the next beat tries
                 log.warning("heartbeat not sent: %s", exc)
 
     app.steps["worker"].add(HeartbeatStep)

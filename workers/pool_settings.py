@@ -99,6 +99,33 @@ USER = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", "a user name")
 SECONDS = number(0)
 POSITIVE = number(0.001)
 
+
+def local_job_user(v: Any) -> str | None:
+    """Local ``job_user``: dynamic, worker, a user name or uid[:gid]; never root."""
+    what = "dynamic, worker, a user name or a uid[:gid] other than root"
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|\d+(:\d+)?", v):
+        return what
+    if v == "root" or (v[0].isdigit() and 0 in (int(x) for x in v.split(":"))):
+        return what
+    return None
+
+
+def local_uid_range(v: Any) -> str | None:
+    """Local ``job_uids``: FIRST-LAST, clear of system users and of nobody/-1."""
+    what = "a uid range FIRST-LAST, from 1000 up to 4294967294"
+    found = re.fullmatch(r"(\d+)-(\d+)", v) if isinstance(v, str) else None
+    if not found or not 1000 <= int(found[1]) <= int(found[2]) <= 4294967294:
+        return what
+    return None
+
+
+def slurm_user(v: Any) -> str | None:
+    """The user a Slurm pool's jobs run as: a user name or uid, never root (the executors also
+    refuse any name that resolves to uid 0)."""
+    what = "a user name or uid other than root (such as orch-slurm)"
+    return what if USER(v) or v == "root" or (v.isdigit() and int(v) == 0) else None
+
+
 SLURM_COMMON: dict[str, Check] = {
     "work_root": SLURM_PATH,
     "partition": SLURM_NAME,
@@ -109,7 +136,14 @@ SLURM_COMMON: dict[str, Check] = {
 }
 
 ALLOWED: dict[str, dict[str, Check]] = {
-    "local": {"work_root": PATH},
+    "local": {
+        "work_root": PATH,
+        # Who jobs run as (executors/local_users.py): "dynamic" (default: a uid of its own
+        # for each job, from job_uids), a user the deploy made, or "worker" (unsafe: the
+        # worker's own user, refused for a root worker). Never root.
+        "job_user": local_job_user,
+        "job_uids": local_uid_range,
+    },
     "docker": {
         "docker_host": url("unix", "tcp", "ssh", "http", "https", user_for=("ssh",)),
         "api_version": text(r"auto|\d+\.\d+", "auto or an API version such as 1.41"),
@@ -128,6 +162,9 @@ ALLOWED: dict[str, dict[str, Check]] = {
     },
     "slurm": {
         **SLURM_COMMON,
+        # Who sbatch and scancel run as when the worker is root (a non-root worker submits as
+        # itself).
+        "user": slurm_user,
         "accounting": one_of("jobcomp", "slurmdbd", "none"),
         "command_timeout_s": POSITIVE,
     },
@@ -136,9 +173,10 @@ ALLOWED: dict[str, dict[str, Check]] = {
         "url": url("http", "https"),
         "api_version": text(r"v\d+\.\d+\.\d+", "a slurmrestd API version such as v0.0.38"),
         "request_timeout_s": POSITIVE,
-        "user": USER,
-        "jwt_key": PATH,
-        "token_lifespan_s": number(60, whole=True),
+        # The user the token is for (default: the token's own); a file holding that token,
+        # re-read when it changes, so no cluster key is needed on the worker.
+        "user": slurm_user,
+        "token_file": PATH,
         "job_path": text(r"/[A-Za-z0-9_./+-]*(:/[A-Za-z0-9_./+-]*)*", "absolute paths joined by :"),
     },
     "ecs": {
@@ -169,13 +207,27 @@ ALLOWED: dict[str, dict[str, Check]] = {
 }
 
 
+# Settings a target no longer reads, and what to use instead.
+RETIRED: dict[str, dict[str, str]] = {
+    "slurm_rest": {
+        "jwt_key": "a worker holds no cluster key any more; give the pool a token for its "
+                   "user only: token_file (a file holding the output of `scontrol token "
+                   "username=USER lifespan=N`) or SLURM_JWT in the worker's environment",
+        "token_lifespan_s": "the worker mints no tokens any more; a token's lifespan is "
+                            "chosen where it is made (`scontrol token lifespan=N`)",
+    },
+}
+
+
 def settings_errors(target: str, settings: dict[str, Any]) -> list[str]:
     """Every problem of a pool's ``settings`` for ``target``, each naming its setting."""
     allowed = ALLOWED.get(target, {})
     errors = []
     for key, value in settings.items():
         check = allowed.get(key)
-        if check is None:
+        if instead := RETIRED.get(target, {}).get(key):
+            errors.append(f"settings.{key}: no longer read: {instead}")
+        elif check is None:
             errors.append(f"settings.{key}: not a setting of target {target} (allowed: "
                           f"{', '.join(sorted(allowed)) or 'none'})")
         elif value is not None and (what := check(value)):

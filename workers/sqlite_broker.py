@@ -20,6 +20,7 @@ option ``path``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -97,6 +98,16 @@ def consumer_alive(owner: str) -> bool:
     return not started or _process_start(pid) in ("", started)
 
 
+def _private(path: Path) -> None:
+    """The broker's file readable by its owner alone (every message passes through it).
+    SQLite gives its -wal and -shm files the database file's mode; older ones are fixed too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 class Store:
     """The SQLite file, one connection per thread (acknowledgements come from task threads)."""
 
@@ -107,6 +118,7 @@ class Store:
         self._local = threading.local()
         self._last_reclaim = 0.0
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _private(Path(path))
         with self._connect() as db:
             db.executescript(SCHEMA)
 

@@ -9,9 +9,11 @@ is acknowledged only once they are with the broker; if they cannot be sent, the 
 to its queue and its next delivery finds the job and reports it. A poll whose events cannot be
 sent releases nothing; the next round asks again.
 
-Every message arrives as a signed envelope (``workers.signing``) and is verified before
-anything else: one that is unsigned, badly signed, stale or for another pool is logged,
-counted and acknowledged, and nothing is started, stopped or asked for it.
+Every message arrives as a signed envelope (``workers.signing``) and is verified with this
+worker's pool keys (``workers.credential``) before anything else: one that is unsigned, badly
+signed, stale or for another pool is logged, counted and acknowledged, and nothing is
+started, stopped or asked for it. The events a task sends back are signed with this worker's
+own key (``workers.events``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections import Counter
 
 from celery.exceptions import Reject
 
+from . import credential
 from .celery_app import app
 from .contract import (
     TASK_CANCEL,
@@ -57,7 +60,7 @@ def _verified(kind: str, envelope) -> dict | None:
     not be acted on."""
     pool = os.environ.get("ORCH_POOL", "")
     try:
-        return verify(envelope, kind, pool)
+        return verify(envelope, kind, pool, keys=list(credential.current().pool_keys))
     except SignatureError as exc:
         refused[kind] += 1
         body = envelope.get("body", envelope) if isinstance(envelope, dict) else None
@@ -77,7 +80,8 @@ def submit(self, envelope: dict) -> str | None:
     try:
         executor = get_executor(spec.target, spec.pool, spec.pool_settings)
         if not executor.opens_secrets:
-            spec.env, spec.secret_env = {**spec.env, **unseal(spec.secret_env)}, ""
+            opened = unseal(spec.secret_env, process_id=spec.process_id, pool=spec.pool)
+            spec.env, spec.secret_env = {**spec.env, **opened}, ""
         submission = executor.submit(spec)
     except ExecutorError as exc:
         if not exc.permanent:

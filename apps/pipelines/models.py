@@ -127,3 +127,21 @@ class ServiceHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}@{self.host}"
+
+
+class RefusedReport(models.Model):
+    """Messages and events that reached ``control`` and were not believed, counted by reason:
+    unsigned or badly signed (forged) ones, and events of a worker that does not hold their
+    process. Never applied, never silent: the staff view of GET /api/health/ shows them."""
+
+    reason = models.CharField(max_length=100, unique=True)
+    count = models.PositiveBigIntegerField(default=0)
+    last_seen = models.DateTimeField()
+    # The last one's claimed sender and process, cut short: what it claims is not trusted.
+    last_detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["reason"]
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.count}"

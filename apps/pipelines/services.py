@@ -19,7 +19,9 @@ from apps.pipelines.definitions import (
     parse_pool,
 )
 from apps.pipelines.models import Pipeline, PipelineVersion, Pool, ServiceHeartbeat, Worker
-from workers.contract import this_host
+from apps.pipelines.refusals import message_refused
+from workers.contract import Heartbeat, this_host
+from workers.signing import SignatureError, master_keys, verify_report
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,23 @@ def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool
     pipeline.active = True
     pipeline.save(update_fields=["latest_version", "active"])
     return version, True
+
+
+def worker_heartbeat_receive(envelope) -> bool:
+    """Record a worker's signed heartbeat under the identity its signature proves (pool, host,
+    name); an unsigned, forged or malformed one is logged and counted, not recorded."""
+    try:
+        sender, body = verify_report(envelope, "heartbeat", masters=master_keys(create=True))
+        beat = Heartbeat(**{**body, "pool": sender.pool, "host": sender.host,
+                            "name": sender.worker})
+    except SignatureError as exc:
+        message_refused("heartbeat", str(exc), envelope)
+        return False
+    except TypeError:  # signed, yet not a heartbeat: a worker's bug
+        message_refused("heartbeat", "malformed body", envelope)
+        return False
+    worker_heartbeat(beat)
+    return True
 
 
 def worker_heartbeat(beat) -> None:

@@ -1,38 +1,102 @@
 """Applying what workers report. Every event is idempotent: a duplicate, a late one or one
-out of order changes nothing it should not, so at-least-once delivery is safe."""
+out of order changes nothing it should not, so at-least-once delivery is safe.
+
+An event is believed only from its source. Its message must be signed with the key of the
+worker it names (``workers.signing.verify_report``); then each event must be about a process
+of that worker's pool and, on targets whose jobs live on one host, come from the host that
+holds the job (once a handle is known), or report a handle on its own host (the first one).
+Anything else is logged, counted (``apps.pipelines.refusals``) and never applied. The source
+a process's history records is the verified worker, never what the event claims."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from dataclasses import replace
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.pipelines.refusals import message_refused, refusals_count
 from apps.processes import messaging
 from apps.processes.clock import observed_at
 from apps.processes.models import Process, ProcessLogChunk
 from apps.processes.transitions import move
-from workers.contract import Event, State, can_move, is_terminal
+from workers.contract import HOST_BOUND_TARGETS, Event, State, can_move, is_terminal
+from workers.signing import Sender, SignatureError, master_keys, verify_report
 
 log = logging.getLogger(__name__)
 
 
-def events_apply(events: list[Event]) -> int:
-    """Apply a batch of events; returns how many changed a process. One read decides which
-    events bring news, so a poll of a thousand quiet jobs costs one query."""
+class EventRefused(Exception):
+    """An event not believed from its sender: ``reason`` is counted, ``detail`` logged."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
+
+
+def events_receive(envelope) -> int:
+    """Apply the events of a message from ``control``; returns how many changed a process.
+    A message that is unsigned, forged or malformed changes nothing: it is logged and
+    counted, and the caller acknowledges it (sent again, it would be refused again)."""
+    try:
+        sender, body = verify_report(envelope, "events", masters=master_keys(create=True))
+        events = [Event.from_dict(e) for e in body]
+    except SignatureError as exc:
+        message_refused("events", str(exc), envelope)
+        return 0
+    except (TypeError, ValueError):  # signed, yet not a list of events: a worker's bug
+        message_refused("events", "malformed body", envelope)
+        return 0
+    return events_apply(events, sender)
+
+
+def events_apply(events: list[Event], sender: Sender) -> int:
+    """Apply a batch of events ``sender`` verifiably sent; returns how many changed a
+    process. One read decides which events come from their source and which bring news, so
+    a poll of a thousand quiet jobs costs one query."""
     ids = {e.process_id for e in events}
     current = {str(p.pk): p for p in Process.objects.filter(pk__in=ids).only(
-        "state", "handle", "log_size", "log_cursor", "missing_since")}
-    changed = 0
+        "state", "handle", "host", "pool", "target", "log_size", "log_cursor",
+        "missing_since")}
+    changed, refused = 0, Counter()
     for event in events:
         process = current.get(event.process_id)
         if process is None:
             log.warning("event for unknown process %s ignored", event.process_id)
-        elif _brings_news(process, event):
-            changed += event_apply(event)
+            continue
+        try:
+            source_check(process, event, sender)
+            if _brings_news(process, event):
+                changed += event_apply(event, sender)
+        except EventRefused as exc:
+            refused[exc.reason] += 1
+            log.warning("refused an event for process %s from %s: %s", process.pk,
+                        sender.source, exc.detail)
+    if refused:
+        refusals_count(refused, f"came from {sender.source} of pool {sender.pool!r}")
     return changed
+
+
+def source_check(process: Process, event: Event, sender: Sender) -> None:
+    """Raise EventRefused unless ``sender`` may report ``event`` about ``process``: a worker
+    of its pool and, for a job that lives on one host, the worker of that host."""
+    if process.pool != sender.pool:
+        raise EventRefused("event: a process of another pool",
+                           f"the process is of pool {process.pool!r}, the sender of "
+                           f"{sender.pool!r}")
+    if process.target not in HOST_BOUND_TARGETS:
+        return  # one front door (Slurm, ECS): any worker of the pool asks for any handle
+    if process.handle and process.host != sender.host:
+        raise EventRefused("event: a job on another host",
+                           f"its job lives on {process.host!r}, the sender on "
+                           f"{sender.host!r}")
+    if not process.handle and event.handle and event.host != sender.host:
+        raise EventRefused("event: a handle reported for another host",
+                           f"a handle on {event.host!r} reported from {sender.host!r}")
 
 
 def _brings_news(process: Process, event: Event) -> bool:
@@ -56,10 +120,13 @@ def _runs_after_stop(process: Process, event: Event) -> bool:
 
 
 @transaction.atomic
-def event_apply(event: Event) -> bool:
+def event_apply(event: Event, sender: Sender) -> bool:
     process = Process.objects.select_for_update().filter(pk=event.process_id).first()
     if process is None:
         return False
+    # Again under the lock: another host's worker may have reported the handle meanwhile.
+    source_check(process, event, sender)
+    event = replace(event, source=sender.source)
     fields: list[str] = []
     if event.handle and not process.handle:
         process.handle, process.host = event.handle, event.host or ""

@@ -5,7 +5,9 @@ and humans) and ``manage.py health`` show it.
 The control consumer and the beat count as down when their last heartbeat is older than
 WORKER_TIMEOUT_S (ORCH_WORKER_TIMEOUT_S, by default three heartbeat intervals), the same bound
 as a pool's workers. A pool with no live worker is listed under ``pools_down`` but does not make
-the control plane unavailable: its runs wait QUEUED until a worker comes.
+the control plane unavailable: its runs wait QUEUED until a worker comes. Staff also see
+``refused``: messages and events on ``control`` that were not believed (forged, unsigned, from
+a worker that does not hold the process), counted by reason.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.schema import AUTH_ERRORS
 from apps.pipelines.models import Pool, ServiceHeartbeat
+from apps.pipelines.refusals import refusals_report
 from apps.pipelines.selectors import last_service_heartbeat, live_workers
 from apps.processes.schema import HealthSerializer
 from orchestration.celery import app
@@ -76,15 +79,16 @@ def health_report() -> dict:
     db, db_detail = database_ok()
     broker, broker_detail = broker_ok()
     unknown = {"ok": None, "detail": "unknown while the database is unavailable"}
-    control, beat, pools, pools_down = unknown, unknown, {}, []
+    control, beat, pools, pools_down, refused = unknown, unknown, {}, [], {}
     if db:
         try:
             control = heartbeat_state(ServiceHeartbeat.CONTROL)
             beat = heartbeat_state(ServiceHeartbeat.BEAT)
             pools, pools_down = pool_states()
+            refused = refusals_report()
         except (DatabaseError, InterfaceError) as exc:  # it went away between two queries
             db, db_detail = False, str(exc)
-            control, beat, pools, pools_down = unknown, unknown, {}, []
+            control, beat, pools, pools_down, refused = unknown, unknown, {}, [], {}
     parts = {
         "database": {"ok": db, "detail": db_detail},
         "broker": {"ok": broker, "detail": broker_detail},
@@ -93,14 +97,15 @@ def health_report() -> dict:
     }
     down = [name for name in PARTS if parts[name]["ok"] is False]
     return {"status": "unavailable" if down else "ok", **parts, "down": down,
-            "pools": pools, "pools_down": pools_down}
+            "pools": pools, "pools_down": pools_down, "refused": refused}
 
 
 def public_report(report: dict) -> dict:
     """The report as anyone may read it: each part's state with a generic detail. The real
-    details (a database's or broker's error text, hosts, pids) are for staff and for
-    ``manage.py health``."""
+    details (a database's or broker's error text, hosts, pids, refused messages) are for
+    staff and for ``manage.py health``."""
     public = dict(report)
+    public.pop("refused", None)
     for name in PARTS:
         part = dict(report[name])
         part["detail"] = {True: "ok", False: "unavailable", None: "unknown"}[part["ok"]]

@@ -1,6 +1,7 @@
 """Everything the control plane sends to workers goes through here: job specs, polls and
-cancels, shaped by ``workers.contract``, signed by ``workers.signing`` (a worker runs nothing
-unsigned) and routed to the pool's (or the host's) queue."""
+cancels, shaped by ``workers.contract``, signed by ``workers.signing`` with the key of the
+pool they are for (a worker runs nothing unsigned, nor anything signed for another pool) and
+routed to the pool's (or the host's) queue."""
 
 from __future__ import annotations
 

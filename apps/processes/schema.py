@@ -93,6 +93,12 @@ class HealthPoolSerializer(serializers.Serializer):
     busy = serializers.IntegerField()
 
 
+class HealthRefusedSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    last_seen = serializers.DateTimeField()
+    last_detail = serializers.CharField(help_text="What the last one claimed (not trusted).")
+
+
 class HealthSerializer(serializers.Serializer):
     """GET /api/health/: each part of the control plane, and the pools with live workers."""
 
@@ -107,6 +113,11 @@ class HealthSerializer(serializers.Serializer):
                                   help_text="Pools with live workers, by name.")
     pools_down = serializers.ListField(child=serializers.CharField(), required=False,
                                        help_text="Defined pools with no live worker.")
+    refused = serializers.DictField(
+        child=HealthRefusedSerializer(), required=False,
+        help_text="Staff only: messages and events on the control queue that were not "
+                  "believed (unsigned, forged, from a worker that does not hold the process), "
+                  "by reason.")
 
 
 def _query(name: str, kind, description: str, **kwargs) -> OpenApiParameter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import uuid
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -23,7 +24,7 @@ from apps.processes.input_limits import (
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.transitions import transition
 from workers.contract import POLLED_STATES, State, is_terminal
-from workers.secrets import seal, unseal
+from workers.secrets import SecretsError, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class IdempotencyKeyReused(Exception):
 
 
 def _replay(first: Process, *, pipeline: str, version: int | None, used_config: dict,
-            secrets: dict | None, sealed_secrets: str) -> Process:
+            secrets: dict | None) -> Process:
     """``first`` when the request is the one that created it; raises IdempotencyKeyReused
     naming what differs otherwise. Compared as the run would be: the pipeline, the version
     when one is named, the config merged over the first run's defaults, and the secrets."""
@@ -80,8 +81,7 @@ def _replay(first: Process, *, pipeline: str, version: int | None, used_config: 
         differs.append("version")
     if merge_config(first.pipeline_version.defaults, used_config) != first.used_config:
         differs.append("used_config")
-    given = secrets if secrets else (unseal(sealed_secrets) if sealed_secrets else {})
-    if given != (unseal(first.secret_env) if first.secret_env else {}):
+    if (secrets or {}) != unseal(first.secret_env, process_id=first.pk, pool=first.pool):
         differs.append("secrets")
     if differs:
         raise IdempotencyKeyReused(
@@ -94,23 +94,23 @@ def _replay(first: Process, *, pipeline: str, version: int | None, used_config: 
 # nearest marked caller, every variable of what it calls (seal's ``values``).
 @sensitive_variables()
 def process_create(
-    *, pipeline: str, used_config: dict, secrets: dict | None = None, sealed_secrets: str = "",
+    *, pipeline: str, used_config: dict, secrets: dict | None = None,
     owner=None, application=None, version: int | None = None,
     idempotency_key: str | None = None, source: str = "api",
 ) -> tuple[Process, bool]:
     """Validate and persist a run, then publish it once the row is committed.
 
-    ``secrets`` are plain values, checked and sealed here; ``sealed_secrets`` are already
-    sealed (a re-run's). Returns (process, created). With an ``idempotency_key`` already used
-    by this client for the same request, the first process is returned and nothing is
-    created; for another request, IdempotencyKeyReused. Raises ValidationError naming the field.
+    ``secrets`` are plain values, checked here and sealed for the new process and its pool.
+    Returns (process, created). With an ``idempotency_key`` already used by this client for
+    the same request, the first process is returned and nothing is created; for another
+    request, IdempotencyKeyReused. Raises ValidationError naming the field.
     """
     refused = _input_problems(used_config, secrets or {}, idempotency_key or "")
     if refused:  # before anything reads, compares or stores what the database cannot hold
         raise ValidationError(refused)
     key = f"{idempotency_scope(owner, application)}/{idempotency_key}" if idempotency_key else None
     request = {"pipeline": pipeline, "version": version, "used_config": used_config,
-               "secrets": secrets, "sealed_secrets": sealed_secrets}
+               "secrets": secrets}
     if key and (first := Process.objects.filter(idempotency_key=key).first()):
         return _replay(first, **request), False
     pipeline_version = pipeline_version_get(pipeline, version)
@@ -122,10 +122,14 @@ def process_create(
               "secrets": secret_errors(pipeline_version.secrets, secrets or {})}
     if any(errors.values()):
         raise ValidationError({name: found for name, found in errors.items() if found})
-    secret_env = seal(secrets) if secrets else sealed_secrets
+    # The id is chosen here, not by the insert: the secrets are sealed for it.
+    process_id = uuid.uuid4()
+    secret_env = seal(secrets, process_id=process_id,
+                      pool=pipeline_version.pool.name) if secrets else ""
     try:
         with transaction.atomic():
             process = Process.objects.create(
+                id=process_id,
                 pipeline=pipeline_version.pipeline,
                 pipeline_version=pipeline_version,
                 owner=owner,
@@ -192,14 +196,20 @@ def process_stop(process: Process, source: str = "api") -> Process:
     return process
 
 
+@sensitive_variables()
 def process_rerun(process: Process, *, owner=None, application=None) -> Process:
-    """A new process of the same pipeline version with the same config and secrets (still
-    sealed: the control plane never opens them). A withdrawn version is refused like in a
-    POST (ValidationError naming ``version``): a re-run repeats a run, it never silently
-    runs another version."""
+    """A new process of the same pipeline version with the same config and secrets (opened
+    here and sealed again for the new process: a sealed value opens only for the process it
+    was sealed for). A withdrawn version is refused like in a POST (ValidationError naming
+    ``version``): a re-run repeats a run, it never silently runs another version; secrets
+    that no configured key opens any more are a ValidationError naming ``secrets``."""
+    try:
+        secrets = unseal(process.secret_env, process_id=process.pk, pool=process.pool)
+    except SecretsError as exc:
+        raise ValidationError({"secrets": [str(exc)]}) from None
     new, _ = process_create(
         pipeline=process.pipeline.name, version=process.pipeline_version.number,
-        used_config=process.used_config, sealed_secrets=process.secret_env,
+        used_config=process.used_config, secrets=secrets,
         owner=owner or process.owner,
         application=application, source=f"re-run of {process.id}",
     )

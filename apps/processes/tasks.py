@@ -11,10 +11,11 @@ from celery.exceptions import Reject
 from celery.signals import worker_ready
 from django.db import DatabaseError, InterfaceError
 
-from apps.pipelines.services import pipelines_load, worker_heartbeat
-from apps.processes.events import events_apply
+from apps.pipelines.services import pipelines_load, worker_heartbeat_receive
+from apps.processes.events import events_receive
 from apps.processes.polling import outbox_sweep, pools_poll, specs_resend
-from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, Event, Heartbeat
+from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT
+from workers.signing import master_keys
 
 log = logging.getLogger(__name__)
 
@@ -23,27 +24,27 @@ DB_REQUEUE_DELAY_S = 2.0
 
 
 @shared_task(name=TASK_APPLY_EVENTS)
-def apply_events(events: list[dict]) -> int:
-    """A database outage delays events, it never drops them: the message is acknowledged only
-    once the events are committed (acks_late), and events the database refused go back to the
-    queue as they are. Not Celery's retry: that publishes a copy, and when the broker is away
-    too it gives the message up."""
+def apply_events(envelope: dict) -> int:
+    """A worker's signed events (``workers.events``); one not believed is counted, never
+    applied (``events_receive``). A database outage delays events, it never drops them: the
+    message is acknowledged only once the events are committed (acks_late), and events the
+    database refused go back to the queue as they are. Not Celery's retry: that publishes a
+    copy, and when the broker is away too it gives the message up."""
     try:
-        return events_apply([Event.from_dict(e) for e in events])
+        return events_receive(envelope)
     except (DatabaseError, InterfaceError) as exc:
-        log.warning("%d events not applied, the database is unavailable; requeued: %s",
-                    len(events), exc)
+        log.warning("events not applied, the database is unavailable; requeued: %s", exc)
         time.sleep(DB_REQUEUE_DELAY_S)
         raise Reject(str(exc), requeue=True) from None
 
 
 @shared_task(name=TASK_HEARTBEAT, ignore_result=True)
-def heartbeat(beat: dict) -> None:
+def heartbeat(envelope: dict) -> None:
+    """A worker's signed heartbeat (``workers.heartbeat``)."""
     try:
-        worker_heartbeat(Heartbeat(**beat))
+        worker_heartbeat_receive(envelope)
     except (DatabaseError, InterfaceError) as exc:  # the next beat comes in a few seconds
-        log.warning("heartbeat of %s@%s not recorded: %s", beat.get("pool"), beat.get("host"),
-                    exc)
+        log.warning("a worker's heartbeat not recorded: %s", exc)
 
 
 @shared_task(name="orchestration.control.poll_pools", acks_late=False)
@@ -61,5 +62,8 @@ def poll_pools() -> int:
 
 @worker_ready.connect
 def load_pipelines_at_start(**kwargs) -> None:
-    """The control plane loads the pipeline files whenever it starts."""
+    """The control plane loads the pipeline files whenever it starts, and makes its signing
+    key file if there is none yet: a worker on this machine derives its keys from it before
+    any run is sent (the quick start waits for its heartbeat)."""
     pipelines_load()
+    master_keys(create=True)

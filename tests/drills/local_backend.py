@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
 from tests.drills.harness import Backend
+from tests.work_roots import reachable_work_root
 
 
 class LocalBackend(Backend):
@@ -19,10 +21,14 @@ class LocalBackend(Backend):
     pool = "local"
 
     def __init__(self, run_dir: Path):
-        self.work_root = run_dir / "work"
-        self.ledger = run_dir / "ledger"
-        self.work_root.mkdir(parents=True, exist_ok=True)
+        # Outside pytest's private tmp dir, the ledger writable by all: jobs run as users of
+        # their own.
+        self.shared = reachable_work_root("orch-drill-local-")
+        self.work_root = self.shared / "work"
+        self.ledger = self.shared / "ledger"
+        self.work_root.mkdir(mode=0o711)
         self.ledger.touch()
+        self.ledger.chmod(0o666)
 
     def write_pipelines(self, directory: Path) -> None:
         (directory / "pools").mkdir(parents=True, exist_ok=True)
@@ -87,3 +93,4 @@ class LocalBackend(Backend):
         for pid in self._job_pids():  # jobs this drill started, by pid
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.shared, ignore_errors=True)

@@ -113,7 +113,7 @@ class SlurmBackend(Backend):
     def __init__(self, cluster: PrivateSlurm, target: str = "slurm", lost_grace_s: int = 10):
         self.cluster, self.target, self.lost_grace_s = cluster, target, lost_grace_s
         self.pool = f"{target.replace('_', '-')}-drill-{os.getpid()}"
-        # World-readable: with slurm_rest, jobs may run as another user than the worker.
+        # World-readable: jobs run as another user than the worker.
         self.root = Path(tempfile.mkdtemp(prefix="orch-drill-slurm-work-"))
         self.root.chmod(0o755)
         self.work_root = self.root / "work"
@@ -124,11 +124,12 @@ class SlurmBackend(Backend):
 
     def write_pipelines(self, directory: Path) -> None:
         (directory / "pools").mkdir(parents=True, exist_ok=True)
+        # Jobs run as the unprivileged user the cluster script made, with its token (REST).
         settings = {"partition": "main", "work_root": str(self.work_root),
-                    "lost_grace_s": self.lost_grace_s}
+                    "lost_grace_s": self.lost_grace_s, "user": self.cluster.env["ORCH_SLURM_USER"]}
         if self.target == "slurm_rest":
             settings.update(url=self.cluster.env["ORCH_SLURMRESTD_URL"],
-                            jwt_key=self.cluster.env["ORCH_SLURM_JWT_KEY"],
+                            token_file=self.cluster.env["ORCH_SLURM_TOKEN_FILE"],
                             request_timeout_s=10)
         else:  # only the sbatch target runs Slurm commands
             settings.update(command_timeout_s=10)

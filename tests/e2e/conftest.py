@@ -1,27 +1,32 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 from tests.e2e import stack
+from tests.work_roots import reachable_work_root
 from workers.contract import CONTROL_QUEUE, host_queue, pool_queue, this_host
 
 
 @pytest.fixture(scope="session")
 def stack_env(django_db_setup, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stack")
+    work_root = reachable_work_root("orch-e2e-work-")  # local jobs run as users of their own
     env = dict(os.environ)
     env.update(
         DATABASE_URL=stack.database_url(),
         ORCH_POLL_INTERVAL_S="0.5",
         ORCH_HEARTBEAT_INTERVAL_S="1",
         ORCH_LOST_GRACE_S="30",
-        ORCH_WORK_ROOT=str(run_dir / "work"),
+        ORCH_WORK_ROOT=str(work_root),
         PYTHONUNBUFFERED="1",
     )
     stack.purge_queues([CONTROL_QUEUE, pool_queue("local"), host_queue("local", this_host())])
-    return env, run_dir
+    stack.make_broker_users(env.get("ORCH_BROKER_URL", ""))  # each part connects as its role
+    yield env, run_dir
+    shutil.rmtree(work_root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,18 @@
 tests own), test pipelines loaded next to the shipped ones, and, after every test, the
 cancellation of every Slurm job its processes may have left.
 
-Without a cluster that answers, every test fails with a message that says how to start it."""
+Without a cluster that answers, or without the unprivileged user its jobs run as (the
+shipped pool's ``user``, which the deploy script creates), every test fails with a message that
+says how to start it."""
 
 from __future__ import annotations
 
+import pwd
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from apps.processes.models import Process
 from tests.e2e import stack
@@ -18,6 +22,10 @@ from tests.e2e.client import post_process
 from workers.contract import is_terminal
 
 POOL = "slurm-main"
+START_ADVICE = 'Start it first, as root: eval "$(deploy/slurm-cluster.sh start)"'
+# Who the shipped pool's jobs run as.
+JOB_USER = yaml.safe_load((stack.ROOT / "pipelines/pools" / f"{POOL}.yaml").read_text())[
+    "settings"]["user"]
 
 # Pipelines only these tests run, loaded next to the shipped ones. Their config is read from
 # the config file, as data: it never reaches a command line or the batch script.
@@ -77,6 +85,16 @@ target: slurm
 pool: {POOL}
 run:
   command: [sh, -c, 'echo "started $ORCH_PROCESS_ID"; sleep 600; echo done']
+resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
+""",
+    "e2e-whoami-slurm": f"""
+name: e2e-whoami-slurm
+version: "1"
+description: Says who it runs as (slurm e2e tests).
+target: slurm
+pool: {POOL}
+run:
+  command: [sh, -c, 'echo "uid=$(id -u) user=$(id -un) groups=$(id -G)"']
 resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
 """,
     "e2e-echo-slurm": f"""
@@ -155,8 +173,19 @@ def cluster() -> None:
     ):
         pytest.fail(
             "no usable Slurm cluster (scontrol ping / sinfo -p main): "
-            f"{(ping.stdout + ping.stderr + nodes.stdout + nodes.stderr).strip()!r}. Start it "
-            'first, as root: eval "$(deploy/slurm-cluster.sh start)"', pytrace=False)
+            f"{(ping.stdout + ping.stderr + nodes.stdout + nodes.stderr).strip()!r}. "
+            f"{START_ADVICE}", pytrace=False)
+    try:
+        pwd.getpwnam(JOB_USER)
+    except KeyError:
+        pytest.fail(f"no user {JOB_USER} for the {POOL} pool's jobs. {START_ADVICE}",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_job_user(cluster) -> pwd.struct_passwd:
+    """The account the shipped pool's jobs run as."""
+    return pwd.getpwnam(JOB_USER)
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,20 @@
 """Real processes of the product, started by tests: the control consumer, the beat and
-workers, each a subprocess the test owns (stopped by its pid, never by name)."""
+workers, each a subprocess the test owns (stopped by its pid, never by name). On RabbitMQ each
+connects as its role's broker user when deploy/broker-users.sh made them for the vhost, as
+deploy/stack.sh starts them."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
@@ -24,6 +29,45 @@ def database_url() -> str:
                            "run them on PostgreSQL (deploy/test.sh sets DATABASE_URL)")
     auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def broker_users(broker_url: str) -> dict[str, tuple[str, str]]:
+    """Role -> (user, password) of deploy/broker-users.sh's file for the vhost of
+    ``broker_url`` (``control``, ``pool.<name>``); empty when it is not RabbitMQ's or none
+    was made."""
+    if not broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        return {}
+    vhost = unquote(urlsplit(broker_url).path[1:]) or "/"
+    path = ROOT / "var" / "broker-users" / re.sub(r"[^A-Za-z0-9_-]", "_", vhost)
+    if not path.exists():
+        return {}
+    rows = (line.split() for line in path.read_text().splitlines() if not line.startswith("#"))
+    return {row[0]: (row[1], row[2]) for row in rows if len(row) == 3}
+
+
+def role_broker_url(broker_url: str, role: str) -> str:
+    """``broker_url`` with the user and password of ``role``, or as it is when the role has
+    no user (the embedded broker, a vhost without users, a pool a test made up)."""
+    login = broker_users(broker_url).get(role)
+    if login is None:
+        return broker_url
+    parts = urlsplit(broker_url)
+    address = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{login[0]}:{login[1]}@{address}").geturl()
+
+
+def make_broker_users(broker_url: str) -> None:
+    """The role users of ``broker_url``'s vhost, made (or kept) by deploy/broker-users.sh, as
+    deploy/services.sh makes them; nothing to do on the embedded broker."""
+    if broker_url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        vhost = unquote(urlsplit(broker_url).path[1:]) or "/"
+        subprocess.run([str(ROOT / "deploy" / "broker-users.sh"), vhost], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def as_role(env: dict[str, str], role: str) -> dict[str, str]:
+    """``env`` with the broker URL of ``role``: ``control`` or ``pool.<name>``."""
+    return {**env, "ORCH_BROKER_URL": role_broker_url(env.get("ORCH_BROKER_URL", ""), role)}
 
 
 class Service:
@@ -71,24 +115,38 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def web(env, log_dir, port: int) -> Service:
+    """gunicorn on 127.0.0.1:``port``, as deploy/stack.sh starts it."""
+    return Service(f"web-{port}", [
+        sys.executable, "-m", "gunicorn", "orchestration.wsgi", "--bind", f"127.0.0.1:{port}",
+        "--workers", "1", "--threads", "4", "--access-logfile", "-",
+    ], as_role(env, "control"), log_dir)
+
+
 def control_consumer(env, log_dir) -> Service:
     return Service("control", [
         sys.executable, "-m", "celery", "-A", "orchestration", "worker", "--queues=control",
         "--pool=threads", "--concurrency=4", "--hostname=control@%h", "--without-gossip",
         "--without-mingle", "--loglevel=INFO",
-    ], env, log_dir)
+    ], as_role(env, "control"), log_dir)
 
 
 def beat(env, log_dir) -> Service:
     return Service("beat", [
         sys.executable, "-m", "celery", "-A", "orchestration", "beat", "--loglevel=INFO",
         f"--schedule={log_dir / 'beat-schedule'}",
-    ], env, log_dir)
+    ], as_role(env, "control"), log_dir)
 
 
 def worker(env, log_dir, pool: str = "local", name: str | None = None) -> Service:
-    return Service(name or f"worker-{pool}",
-                   [sys.executable, "-m", "workers", "--pool", pool], env, log_dir)
+    return Service(name or f"worker-{pool}", [sys.executable, "-m", "workers", "--pool", pool],
+                   as_role(env, f"pool.{pool}"), log_dir)
 
 
 def pool_worker(stack_env, control_plane, pool: str) -> Service:

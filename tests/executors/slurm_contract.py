@@ -1,14 +1,23 @@
 """What both Slurm targets (sbatch and slurmrestd) must do, written once: the shared executor
 contract plus Slurm's own rules (scancel, config as data, reused job ids, time limits), and the
 helpers both test modules use. A module subclasses :class:`SlurmContract` and provides the
-``executor``, ``make_spec`` and ``timed_out_job`` fixtures (see tests/executors/contract.py)."""
+``executor``, ``make_spec`` and ``timed_out_job`` fixtures (see tests/executors/contract.py).
+
+Jobs run as the unprivileged user ``deploy/slurm-cluster.sh`` creates (``ORCH_SLURM_USER``,
+orch-slurm), never as root: their run dirs live under :func:`reachable_dir` roots, since
+pytest's own temporary dirs are private to root."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import pwd
+import shutil
 import stat
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -27,8 +36,29 @@ COMMANDS = {
     "sleep": ["sleep", "60"],
     "config": ["sh", "-c", 'cat "$ORCH_CONFIG_FILE"'],
 }
-START_ADVICE = "start it first, as root: deploy/slurm-cluster.sh start"
+START_ADVICE = 'start it first, as root: eval "$(deploy/slurm-cluster.sh start)"'
 ROOT = Path(__file__).resolve().parents[2]
+JOB_USER = os.environ.get("ORCH_SLURM_USER") or "orch-slurm"  # what the deploy script creates
+
+
+def job_uid() -> int:
+    """The uid of the user Slurm jobs run as; fails with advice when it does not exist."""
+    try:
+        return pwd.getpwnam(JOB_USER).pw_uid
+    except KeyError:
+        pytest.fail(f"there is no user {JOB_USER} for Slurm jobs: {START_ADVICE}")
+
+
+@contextlib.contextmanager
+def reachable_dir(mode: int = 0o755):
+    """A fresh directory under the system's temp dir that the jobs' user can search (pytest's
+    tmp_path is root's alone), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="orch-test-slurm-"))
+    path.chmod(mode)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def slurm(*argv: str) -> subprocess.CompletedProcess:
@@ -92,10 +122,14 @@ def hostile_config(tmp_path) -> tuple[dict, list]:
 
 
 def shipped_pipeline(name: str, work_root) -> tuple[dict, dict]:
-    """A pipeline file of pipelines/ and its pool's settings, with a test's work root."""
+    """A pipeline file of pipelines/ and its pool's settings, with a test's work root (and
+    paths relative to the checkout, where a worker started there would find them)."""
     pipeline = yaml.safe_load((ROOT / "pipelines" / f"{name}.yaml").read_text())
     pool = yaml.safe_load((ROOT / "pipelines" / "pools" / f"{pipeline['pool']}.yaml").read_text())
-    return pipeline, {**pool["settings"], "work_root": str(work_root)}
+    settings = dict(pool["settings"])
+    if settings.get("token_file"):
+        settings["token_file"] = str(ROOT / settings["token_file"])
+    return pipeline, {**settings, "work_root": str(work_root)}
 
 
 def new_spec(kind: str, target: str, pool: str, **fields) -> JobSpec:
@@ -131,11 +165,15 @@ class SlurmContract(ExecutorContract):
         wait_then_digest = ('while [ ! -e go ]; do sleep 0.2; done; '
                             'printf %s "$API_TOKEN" | sha256sum')
         spec = make_spec("secret", command=["sh", "-c", wait_then_digest],
-                         env={"PLAIN": "not-secret"}, secret_env=seal({"API_TOKEN": value}))
+                         env={"PLAIN": "not-secret"})
+        spec.secret_env = seal({"API_TOKEN": value}, process_id=spec.process_id, pool=spec.pool)
         sub = executor.submit(spec)
         work_dir = executor.work_dir(spec.process_id)
         secrets_file = work_dir / "secrets.env"
         assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+        # The job's user owns it (the root worker wrote it), and nobody else can enter the dir.
+        assert secrets_file.stat().st_uid == job_uid() == work_dir.stat().st_uid
+        assert stat.S_IMODE(work_dir.stat().st_mode) == 0o700
 
         saved = self.saved_job(executor, sub.handle.split(":")[0])
         # The environment Slurm saved is there to read (it holds the plain env), not the value.
@@ -162,19 +200,47 @@ class SlurmContract(ExecutorContract):
         assert events[-1].state == State.STOPPED
         assert "CANCELLED" in events[-1].message
 
-    def test_config_stays_literal_data(self, executor, make_spec, tmp_path):
-        config, marks = hostile_config(tmp_path)
-        # The pipeline's own argv is quoted word by word too.
-        show = 'cat "$ORCH_CONFIG_FILE"; echo; printf "%s\\n" "$1"'
-        spec = make_spec("config", config=config,
-                         command=["sh", "-c", show, "sh", f"$(touch {marks[0]})"])
+    def test_the_job_runs_as_the_pools_user_never_root(self, executor, make_spec):
+        spec = make_spec("whoami", command=["sh", "-c", 'echo "uid=$(id -u)"'])
         sub = executor.submit(spec)
         events = poll_until(executor, item_for(spec, sub.handle), ended)
-        assert events[-1].state == State.SUCCEEDED
-        shipped = full_log(events)
-        assert json.loads(shipped.splitlines()[0]) == config
-        assert f"$(touch {marks[0]})" in shipped
-        assert not [m for m in marks if m.exists()]
+        assert events[-1].state == State.SUCCEEDED, events[-1].message
+        assert job_uid() != 0
+        assert f"uid={job_uid()}" in full_log(events).split(), full_log(events)
+
+    def test_a_job_cannot_make_the_worker_read_a_file_for_it(self, executor, make_spec):
+        """The job swaps its log for a link to a file only root can read; the root worker
+        ships nothing of that file as the job's log."""
+        fd, secret = tempfile.mkstemp(prefix="orch-test-worker-only-")  # mode 0600, root's
+        value = f"worker-only-{uuid.uuid4().hex}"
+        with os.fdopen(fd, "w") as out:
+            out.write(value)
+        try:
+            swap = f'echo before; rm -f output.log; ln -s {secret} output.log; echo after'
+            spec = make_spec("swap", command=["sh", "-c", swap])
+            sub = executor.submit(spec)
+            events = poll_until(executor, item_for(spec, sub.handle), ended)
+            assert events[-1].state == State.SUCCEEDED, events[-1].message
+            assert (executor.work_dir(spec.process_id) / "output.log").is_symlink()
+            assert value not in full_log(events)
+        finally:
+            os.unlink(secret)
+
+    def test_config_stays_literal_data(self, executor, make_spec):
+        # The marks go where the job's user could create them, were it fooled.
+        with reachable_dir(mode=0o1777) as marks_dir:
+            config, marks = hostile_config(marks_dir)
+            # The pipeline's own argv is quoted word by word too.
+            show = 'cat "$ORCH_CONFIG_FILE"; echo; printf "%s\\n" "$1"'
+            spec = make_spec("config", config=config,
+                             command=["sh", "-c", show, "sh", f"$(touch {marks[0]})"])
+            sub = executor.submit(spec)
+            events = poll_until(executor, item_for(spec, sub.handle), ended)
+            assert events[-1].state == State.SUCCEEDED
+            shipped = full_log(events)
+            assert json.loads(shipped.splitlines()[0]) == config
+            assert f"$(touch {marks[0]})" in shipped
+            assert not [m for m in marks if m.exists()]
         batch = (executor.work_dir(spec.process_id) / "job.sh").read_text()
         assert "pwned1" not in batch and "line two" not in batch
 

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import json
-import sys
+import shutil
 import uuid
 
 import pytest
 
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from tests.work_roots import reachable_work_root
 from workers.contract import JobSpec, Resources, State
 from workers.executors.base import ExecutorError
 from workers.executors.local import LocalExecutor
+from workers.pool_settings import settings_errors
 
+# A Python any user may run (jobs run as users of their own; the test's may be private).
+PYTHON = "python3"
 COMMANDS = {
-    "ok": [sys.executable, "-c", "import os; print('hello from', os.environ['ORCH_PROCESS_ID'])"],
-    "fail": [sys.executable, "-c", "raise SystemExit(3)"],
-    "sleep": [sys.executable, "-c", "import time; time.sleep(60)"],
+    "ok": [PYTHON, "-c", "import os; print('hello from', os.environ['ORCH_PROCESS_ID'])"],
+    "fail": [PYTHON, "-c", "raise SystemExit(3)"],
+    "sleep": [PYTHON, "-c", "import time; time.sleep(60)"],
 }
 
 
 @pytest.fixture
-def executor(tmp_path):
-    return LocalExecutor("local", {"work_root": str(tmp_path)})
+def work_root():
+    path = reachable_work_root()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def executor(work_root):
+    return LocalExecutor("local", {"work_root": str(work_root)})
 
 
 @pytest.fixture
@@ -46,17 +57,18 @@ class TestLocalContract(ExecutorContract):
     pass
 
 
-def test_config_reaches_the_job_as_a_file_never_as_code(executor, make_spec, tmp_path):
+def test_config_reaches_the_job_as_a_file_never_as_code(executor, make_spec, work_root):
     hostile = "$(touch pwned); `touch pwned`; rm -rf /"
     read_config = "import json, os; print(json.load(open(os.environ['ORCH_CONFIG_FILE'])))"
-    spec = make_spec("config", command=[sys.executable, "-c", read_config],
+    spec = make_spec("config", command=[PYTHON, "-c", read_config],
                      config={"name": hostile})
     sub = executor.submit(spec)
     events = poll_until(executor, item_for(spec, sub.handle), ended)
     assert events[-1].state == State.SUCCEEDED
     assert hostile in full_log(events)
-    assert not any(tmp_path.rglob("pwned"))
-    assert json.loads((tmp_path / spec.process_id / "config.json").read_text()) == spec.config
+    assert not any(work_root.rglob("pwned"))
+    config = work_root / spec.process_id / "work" / "config.json"
+    assert json.loads(config.read_text()) == spec.config
 
 
 def test_time_limit_fails_the_job_with_the_reason(executor, make_spec):
@@ -116,3 +128,18 @@ def test_deliveries_writing_one_handle_at_once_all_succeed(tmp_path):
         list(pool.map(write, range(8)))  # re-raises any writer's error
     assert path.read_text().endswith(":199")
     assert [p.name for p in tmp_path.iterdir()] == ["handle"]
+
+
+@pytest.mark.parametrize("settings, named", [
+    ({"job_user": "root"}, "job_user"), ({"job_user": "0"}, "job_user"),
+    ({"job_user": "1000:0"}, "job_user"), ({"job_user": "a b"}, "job_user"),
+    ({"job_uids": "0-70000"}, "job_uids"), ({"job_uids": "70000-60000"}, "job_uids"),
+])
+def test_a_pool_cannot_make_root_or_system_users_its_jobs_users(settings, named):
+    [error] = settings_errors("local", settings)
+    assert error.startswith(f"settings.{named}: must be")
+
+
+def test_a_pool_may_name_who_its_jobs_run_as():
+    for user in ("dynamic", "worker", "orch-jobs", "2000", "2000:2000"):
+        assert settings_errors("local", {"job_user": user, "job_uids": "100000-165535"}) == []

@@ -3,7 +3,8 @@
 The cluster is started by ``deploy/slurm-cluster.sh start`` before the tests (CI does); these
 tests do not start it, and fail with that advice when it does not answer. Where a test needs
 Slurm to misbehave (a failed or an empty squeue) it wraps the one command-running function and
-lets every other call reach the real cluster.
+lets every other call reach the real cluster. The tests run as root, as the dev worker does:
+sbatch and scancel run as the pool's ``user``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import pytest
 
 from tests.executors.contract import ended, full_log, item_for, poll_until
 from tests.executors.slurm_contract import (
+    JOB_USER,
     SlurmContract,
     cancel_named,
     new_spec,
     over_its_time_limit,
+    reachable_dir,
     require_cluster,
     shipped_pipeline,
     slurm,
@@ -26,6 +29,7 @@ from workers.contract import State
 from workers.executors import slurm_common
 from workers.executors.base import ExecutorError
 from workers.executors.slurm import SlurmExecutor
+from workers.pool_settings import settings_errors
 
 
 class CallLog:
@@ -36,10 +40,10 @@ class CallLog:
         self.fake = fake
         real = slurm_common.run_command
 
-        def run(argv, timeout, env=None):
+        def run(argv, timeout, env=None, user=None):
             self.calls.append(list(argv))
             answer = self.fake(argv) if self.fake else None
-            return answer if answer is not None else real(argv, timeout, env)
+            return answer if answer is not None else real(argv, timeout, env, user=user)
 
         monkeypatch.setattr(slurm_common, "run_command", run)
 
@@ -61,9 +65,21 @@ def cluster():
     require_cluster()
 
 
+def sbatch_executor(root, **settings) -> SlurmExecutor:
+    return SlurmExecutor("slurm-test", {"work_root": str(root), "partition": "main",
+                                        "user": JOB_USER, **settings})
+
+
 @pytest.fixture
-def executor(tmp_path):
-    return SlurmExecutor("slurm-test", {"work_root": str(tmp_path / "work"), "partition": "main"})
+def work_root():
+    """A work root the jobs' user can reach (pytest's tmp_path is root's alone)."""
+    with reachable_dir() as path:
+        yield path / "work"
+
+
+@pytest.fixture
+def executor(work_root):
+    return sbatch_executor(work_root)
 
 
 @pytest.fixture
@@ -80,14 +96,15 @@ def make_spec():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def timed_out_job(cluster, tmp_path_factory):
+def timed_out_job(cluster):
     """A job with a one-minute limit, submitted when the module starts: Slurm counts limits in
     minutes and checks them every 30 s (about 85 s here), so the other tests run meanwhile and
     the last test checks it."""
-    executor = SlurmExecutor("slurm-test", {"work_root": str(tmp_path_factory.mktemp("limit"))})
-    spec = over_its_time_limit("slurm", "slurm-test")
-    yield executor, spec, executor.submit(spec)
-    cancel_named({spec.job_name})
+    with reachable_dir() as root:
+        executor = sbatch_executor(root)
+        spec = over_its_time_limit("slurm", "slurm-test")
+        yield executor, spec, executor.submit(spec)
+        cancel_named({spec.job_name})
 
 
 def test_one_squeue_answers_for_many_jobs(executor, make_spec, monkeypatch):
@@ -113,9 +130,9 @@ def test_job_gone_from_squeue_is_read_from_sacct_before_deciding(executor, make_
     assert event.state == State.FAILED and event.exit_code == 3
 
 
-def test_job_gone_from_squeue_and_sacct_is_read_from_its_exit_code_file(make_spec, tmp_path,
+def test_job_gone_from_squeue_and_sacct_is_read_from_its_exit_code_file(make_spec, work_root,
                                                                         monkeypatch):
-    executor = SlurmExecutor("slurm-test", {"work_root": str(tmp_path), "accounting": "none"})
+    executor = sbatch_executor(work_root, accounting="none")
     spec = make_spec("fail")
     sub = executor.submit(spec)
     item = item_for(spec, sub.handle)
@@ -191,8 +208,8 @@ def test_released_job_is_still_found_so_a_late_duplicate_starts_nothing(executor
 
 
 @pytest.mark.parametrize("partition", ["nosuchpartition", "main\n#SBATCH --wrap=evil"])
-def test_a_bad_partition_is_a_permanent_error(make_spec, tmp_path, partition):
-    executor = SlurmExecutor("slurm-test", {"work_root": str(tmp_path), "partition": partition})
+def test_a_bad_partition_is_a_permanent_error(make_spec, work_root, partition):
+    executor = sbatch_executor(work_root, partition=partition)
     with pytest.raises(ExecutorError) as raised:
         executor.submit(make_spec("ok"))
     assert raised.value.permanent
@@ -211,8 +228,8 @@ def test_only_errors_that_last_make_a_submission_fail(said, permanent):
     assert slurm_common.submit_error(said).permanent is permanent
 
 
-def test_the_shipped_hello_slurm_pipeline_runs(make_spec, tmp_path):
-    pipeline, settings = shipped_pipeline("hello-slurm", tmp_path)
+def test_the_shipped_hello_slurm_pipeline_runs(make_spec, work_root):
+    pipeline, settings = shipped_pipeline("hello-slurm", work_root)
     executor = SlurmExecutor(pipeline["pool"], settings)
     spec = make_spec("hello", command=pipeline["run"]["command"], config={"name": "Ada"})
     sub = executor.submit(spec)
@@ -228,6 +245,50 @@ def test_a_pipeline_script_runs_in_the_work_dir(executor, make_spec):
     events = poll_until(executor, item_for(spec, sub.handle), ended)
     assert events[-1].state == State.FAILED and events[-1].exit_code == 3
     assert f"script in {executor.work_dir(spec.process_id)}" in full_log(events)
+
+
+@pytest.mark.parametrize("user, said", [
+    (None, "this worker runs as root and Slurm jobs never do"),
+    ("root", "is root (uid 0)"),
+    ("0", "is root (uid 0)"),
+    ("no-such-user-here", "there is no user 'no-such-user-here'"),
+])
+def test_a_root_worker_submits_nothing_unless_jobs_run_as_an_unprivileged_user(
+    make_spec, work_root, monkeypatch, user, said
+):
+    monkeypatch.delenv("ORCH_SLURM_USER", raising=False)
+    executor = sbatch_executor(work_root, user=user)
+    spec = make_spec("ok")
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    assert str(raised.value).startswith("settings.user: ") and said in str(raised.value)
+    assert not work_root.exists()  # nothing written, nothing submitted
+    assert slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%i").stdout.strip() == ""
+
+
+def test_a_work_root_the_jobs_user_cannot_reach_is_refused_by_name(make_spec, tmp_path):
+    executor = sbatch_executor(tmp_path / "work")  # pytest's tmp dirs are root's alone
+    spec = make_spec("ok")
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    assert str(raised.value).startswith("settings.work_root: ") and JOB_USER in str(raised.value)
+    assert slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%i").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("user", ["root", "0", "orch slurm"])
+def test_a_pool_file_naming_root_as_the_jobs_user_is_refused(user):
+    [error] = settings_errors("slurm", {"user": user})
+    assert error.startswith("settings.user: must be a user name or uid other than root")
+    assert settings_errors("slurm", {"user": JOB_USER}) == []
+
+
+def test_the_jobs_belong_to_the_pools_user(executor, make_spec):
+    spec = make_spec("sleep")
+    executor.submit(spec)
+    owner = slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%u").stdout.strip()
+    assert owner == JOB_USER
 
 
 # Last: its time-limit test waits for the job timed_out_job submitted as the module began.

@@ -1,36 +1,49 @@
 """The slurm_rest target (slurmrestd with a JWT) against the real one-node cluster.
 
 Like test_slurm.py these tests need ``deploy/slurm-cluster.sh start`` first and fail with that
-advice otherwise. Tokens are minted from the cluster's key with PyJWT (the deploy script
-generates it once in /etc/slurm); one test takes them from ``scontrol token`` instead.
-Where Slurm must misbehave, a test wraps the executor's one request function.
+advice otherwise. The worker holds no cluster key: it reads the token the deploy script wrote
+for the jobs' user (``ORCH_SLURM_TOKEN_FILE``); the tests that need other tokens make them
+with ``scontrol token``, as an operator would. Where Slurm must misbehave, a test wraps the
+executor's one request function.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import os
+import secrets
 import time
+from pathlib import Path
 
-import jwt
 import pytest
 import requests
+import yaml
 
 from tests.executors.contract import ended, full_log, item_for, poll_until
 from tests.executors.slurm_contract import (
+    JOB_USER,
+    ROOT,
     START_ADVICE,
     SlurmContract,
     cancel_named,
     new_spec,
     over_its_time_limit,
+    reachable_dir,
     require_cluster,
     shipped_pipeline,
+    slurm,
 )
 from workers.contract import State
 from workers.executors.base import ExecutorError
 from workers.executors.slurm_rest import RestError, SlurmRestExecutor
+from workers.pool_settings import settings_errors
 
 URL = "http://127.0.0.1:6820"
-JWT_KEY = "/etc/slurm/jwt_hs256.key"
+# What `deploy/slurm-cluster.sh start` writes (and prints as ORCH_SLURM_TOKEN_FILE).
+TOKEN_FILE = os.environ.get("ORCH_SLURM_TOKEN_FILE") or str(ROOT / "var/slurm/orch-slurm.jwt")
 
 
 class RequestLog:
@@ -65,17 +78,53 @@ def cluster():
         requests.get(f"{URL}/openapi/v3", timeout=5)
     except requests.RequestException as exc:
         pytest.fail(f"slurmrestd does not answer on {URL} ({exc}): {START_ADVICE}")
+    if not Path(TOKEN_FILE).is_file():
+        pytest.fail(f"no token for {JOB_USER} at {TOKEN_FILE}: {START_ADVICE}")
 
 
-def rest_executor(work_root, **settings) -> SlurmRestExecutor:
-    settings = {"url": URL, "jwt_key": JWT_KEY, "user": "root", "partition": "main",
-                "work_root": str(work_root), **settings}
+def rest_executor(root, **settings) -> SlurmRestExecutor:
+    settings = {"url": URL, "token_file": TOKEN_FILE, "user": JOB_USER, "partition": "main",
+                "work_root": str(root), **settings}
     return SlurmRestExecutor("slurm-rest-test", settings)
 
 
 @pytest.fixture
-def executor(tmp_path):
-    return rest_executor(tmp_path / "work")
+def work_root():
+    """A work root the jobs' user can reach (pytest's tmp_path is root's alone)."""
+    with reachable_dir() as path:
+        yield path / "work"
+
+
+@pytest.fixture
+def executor(work_root):
+    return rest_executor(work_root)
+
+
+def scontrol_token(user: str, lifespan_s: int) -> str:
+    """A token made the way an operator makes one, where the cluster's key lives."""
+    done = slurm("scontrol", "token", f"username={user}", f"lifespan={lifespan_s}")
+    assert done.returncode == 0 and done.stdout.startswith("SLURM_JWT="), done.stderr
+    return done.stdout
+
+
+def forged_token(user: str) -> str:
+    """A well-formed JWT for ``user``, signed with a key that is not the cluster's."""
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(time.time())
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = part(json.dumps({"iat": now, "exp": now + 600, "sun": user}).encode())
+    signature = hmac.new(secrets.token_bytes(32), f"{head}.{body}".encode(), hashlib.sha256)
+    return f"{head}.{body}.{part(signature.digest())}"
+
+
+def write_token(path: Path, text: str) -> None:
+    """Replace the token file whole, the way a cron job should (a new file, then a rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 @pytest.fixture
@@ -92,12 +141,13 @@ def make_spec():
 
 
 @pytest.fixture(scope="module", autouse=True)
-def timed_out_job(cluster, tmp_path_factory):
+def timed_out_job(cluster):
     """Submitted first, checked last (see test_slurm.py): a time limit takes about 85 s."""
-    executor = rest_executor(tmp_path_factory.mktemp("limit"))
-    spec = over_its_time_limit("slurm_rest", "slurm-rest-test")
-    yield executor, spec, executor.submit(spec)
-    cancel_named({spec.job_name})
+    with reachable_dir() as root:
+        executor = rest_executor(root)
+        spec = over_its_time_limit("slurm_rest", "slurm-rest-test")
+        yield executor, spec, executor.submit(spec)
+        cancel_named({spec.job_name})
 
 
 def test_one_request_answers_for_many_jobs(executor, make_spec, monkeypatch):
@@ -147,39 +197,106 @@ def test_a_failed_listing_raises_instead_of_failing_jobs(executor, make_spec, mo
         executor.poll([item_for(spec, sub.handle)])
 
 
-def test_an_unreachable_slurmrestd_raises(make_spec, tmp_path):
-    executor = rest_executor(tmp_path, url="http://127.0.0.1:9", request_timeout_s=2)
+def test_an_unreachable_slurmrestd_raises(make_spec, work_root):
+    executor = rest_executor(work_root, url="http://127.0.0.1:9", request_timeout_s=2)
     spec = make_spec("ok")
     with pytest.raises(ExecutorError) as raised:
         executor.poll([item_for(spec, f"1:{spec.job_name}:{int(time.time())}")])
     assert not raised.value.permanent
 
 
-def test_the_token_is_renewed_before_it_expires(make_spec, tmp_path):
-    """A 9 s token is replaced after 6 s, before any call could fail with it; a call after
-    the first token's expiry succeeds, and slurmrestd would have refused that first token."""
-    executor = rest_executor(tmp_path, token_lifespan_s=9)
+def test_the_pool_holds_no_cluster_key():
+    """Neither the shipped pool nor the worker's settings carry the cluster's key: a pool file
+    that still names one is refused with what to use instead, and so is a worker sent one."""
+    pool = yaml.safe_load((ROOT / "pipelines/pools/slurm-rest.yaml").read_text())
+    assert not {"jwt_key", "token_lifespan_s"} & set(pool["settings"])
+    assert pool["settings"]["user"] == JOB_USER and pool["settings"]["token_file"]
+    assert settings_errors("slurm_rest", pool["settings"]) == []
+    [refused] = settings_errors("slurm_rest", {"jwt_key": "/etc/slurm/jwt_hs256.key"})
+    assert refused.startswith("settings.jwt_key: no longer read") and "token_file" in refused
+    executor = SlurmRestExecutor("slurm-rest-test", {"jwt_key": "/etc/slurm/jwt_hs256.key",
+                                                     "token_file": TOKEN_FILE})
+    with pytest.raises(ExecutorError, match="settings.jwt_key is no longer read") as raised:
+        executor.request("GET", "jobs")
+    assert raised.value.permanent
+
+
+def test_a_renewed_token_file_is_read_again_without_a_restart(make_spec, work_root, tmp_path):
+    """An expired token stops the worker with an error naming its file; once the operator
+    writes a new one there, the same worker goes on with it."""
+    token_file = tmp_path / "token"
+    write_token(token_file, scontrol_token(JOB_USER, 1))
+    executor = rest_executor(work_root, token_file=str(token_file))
     spec = make_spec("ok")
-    item = item_for(spec, executor.submit(spec).handle)
-    first = executor.tokens.get()
-    renewals = executor.tokens.renewals
-    time.sleep(max(0.0, executor.tokens.renew_at - time.time()) + 0.2)
-    executor.poll([item])  # renews before the request goes out
-    assert executor.tokens.token != first
-    assert executor.tokens.renewals == renewals + 1
-    expires = jwt.decode(first, options={"verify_signature": False})["exp"]
-    time.sleep(max(0.0, expires + 1.5 - time.time()))  # Slurm's clock counts whole seconds
-    (event,) = executor.poll([item])
-    assert event.state in (State.SUBMITTED, State.RUNNING, State.SUCCEEDED)
-    assert executor.tokens.renewals == renewals + 1  # the second token is still good
-    stale = requests.get(f"{URL}/slurm/v0.0.38/jobs", timeout=10, headers={
-        "X-SLURM-USER-NAME": "root", "X-SLURM-USER-TOKEN": first})
-    assert stale.status_code == 500 and stale.json()["errors"]  # what a late renewal would get
+    time.sleep(2.5)
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert f"the token in token_file {token_file} expired at" in str(raised.value)
+    assert f"scontrol token username={JOB_USER}" in str(raised.value)
+    assert not raised.value.permanent  # the run waits for the renewal, it does not fail
+    with pytest.raises(ExecutorError, match=f"deciding nothing.*{token_file}.*expired"):
+        executor.poll([item_for(spec, f"1:{spec.job_name}:{int(time.time())}")])
+
+    write_token(token_file, scontrol_token(JOB_USER, 600))
+    reads = executor.tokens.reads
+    sub = executor.submit(spec)
+    events = poll_until(executor, item_for(spec, sub.handle), ended)
+    assert events[-1].state == State.SUCCEEDED, events[-1].message
+    assert executor.tokens.reads == reads + 1  # read once when it changed, not per request
 
 
-def test_tokens_from_scontrol_work_too(make_spec, tmp_path, monkeypatch):
-    monkeypatch.delenv("ORCH_SLURM_JWT_KEY", raising=False)
-    executor = rest_executor(tmp_path, jwt_key="", token_lifespan_s=600)
+@pytest.mark.parametrize("make, said", [
+    (lambda path: None, "cannot read the token: token_file {path}: No such file"),
+    (lambda path: path.mkdir(), "cannot read the token: token_file {path}: not a file"),
+    (lambda path: write_token(path, "not a token\n"), "token_file {path} holds no JWT"),
+    (lambda path: (write_token(path, scontrol_token(JOB_USER, 600)), path.chmod(0o644)),
+     "token_file {path} is readable by every user (mode 0644)"),
+])
+def test_a_token_file_the_worker_cannot_use_is_a_clear_error(work_root, tmp_path, make, said):
+    path = tmp_path / "token"
+    make(path)
+    executor = rest_executor(work_root, token_file=str(path))
+    with pytest.raises(ExecutorError) as raised:
+        executor.request("GET", "jobs")
+    assert said.format(path=path) in str(raised.value)
+
+
+def test_a_token_slurm_refuses_names_its_file(make_spec, work_root, tmp_path):
+    token_file = tmp_path / "token"
+    write_token(token_file, forged_token(JOB_USER))
+    executor = rest_executor(work_root, token_file=str(token_file))
+    spec = make_spec("ok")
+    for call in (lambda: executor.poll([item_for(spec, f"1:{spec.job_name}:1")]),
+                 lambda: executor.submit(spec)):
+        with pytest.raises(ExecutorError) as raised:
+            call()
+        assert f"refuses the token: check the token in token_file {token_file}" in str(
+            raised.value)
+    assert slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%i").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("token_user, user, said", [
+    ("root", None, "is root's: Slurm jobs never run as root"),
+    (JOB_USER, "root", "settings.user: root; Slurm jobs never run as root"),
+    ("slurmrest", JOB_USER, f"settings.user is '{JOB_USER}' but the token"),
+])
+def test_a_token_for_root_or_for_another_user_is_refused(make_spec, work_root, tmp_path,
+                                                         token_user, user, said):
+    token_file = tmp_path / "token"
+    write_token(token_file, scontrol_token(token_user, 600))
+    executor = rest_executor(work_root, token_file=str(token_file), user=user)
+    spec = make_spec("ok")
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent and said in str(raised.value)
+    assert not work_root.exists()  # nothing written, nothing submitted
+
+
+def test_the_token_may_come_from_slurm_jwt_in_the_workers_environment(make_spec, work_root,
+                                                                       monkeypatch):
+    monkeypatch.delenv("ORCH_SLURM_TOKEN_FILE", raising=False)
+    monkeypatch.setenv("SLURM_JWT", scontrol_token(JOB_USER, 600).strip().split("=", 1)[1])
+    executor = rest_executor(work_root, token_file=None, user=None)
     spec = make_spec("ok")
     sub = executor.submit(spec)
     events = poll_until(executor, item_for(spec, sub.handle), ended)
@@ -187,17 +304,17 @@ def test_tokens_from_scontrol_work_too(make_spec, tmp_path, monkeypatch):
     assert f"hello from {spec.process_id}" in full_log(events)
 
 
-def test_a_bad_partition_is_a_permanent_error(make_spec, tmp_path):
-    executor = rest_executor(tmp_path, partition="nosuchpartition")
+def test_a_bad_partition_is_a_permanent_error(make_spec, work_root):
+    executor = rest_executor(work_root, partition="nosuchpartition")
     with pytest.raises(ExecutorError) as raised:
         executor.submit(make_spec("ok"))
     assert raised.value.permanent
     assert "partition" in str(raised.value)
 
 
-def test_the_shipped_hello_slurm_rest_pipeline_runs(make_spec, tmp_path):
-    pipeline, settings = shipped_pipeline("hello-slurm-rest", tmp_path)
-    executor = SlurmRestExecutor(pipeline["pool"], {**settings, "user": "root"})
+def test_the_shipped_hello_slurm_rest_pipeline_runs(make_spec, work_root):
+    pipeline, settings = shipped_pipeline("hello-slurm-rest", work_root)
+    executor = SlurmRestExecutor(pipeline["pool"], settings)
     spec = make_spec("hello", command=[], script=pipeline["run"]["script"],
                      config={"name": "Ada"})
     sub = executor.submit(spec)

@@ -1,9 +1,16 @@
 """The local target: a job is a detached process on the worker's host.
 
-Each run has a work dir ``<work_root>/<process id>`` holding ``config.json`` (the user's config,
-passed by path in ``ORCH_CONFIG_FILE``), ``output.log``, ``pid`` and, once the job ended,
-``exit_code`` (see ``local_runner``). The handle is the process id; the work dir is found from
-it, so a worker that restarts knows every job of its host without any list of its own.
+Each run has a run dir ``<work_root>/<process id>`` (mode 0711, the worker's) holding
+``output.log``, ``pid`` and, once the job ended, ``exit_code`` (see ``local_runner``), and the
+job's own work dir ``work`` (mode 0700, the job's user's) with ``config.json`` (the user's
+config, passed by path in ``ORCH_CONFIG_FILE``) and the script. The job may write only its
+work dir: the files the worker trusts (pid, exit code, log) are out of its reach. The handle
+is the process id; the run dir is found from it, so a worker that restarts knows every job of
+its host without any list of its own.
+
+Pool settings: ``work_root``; ``job_user`` and ``job_uids``, who jobs run as (see
+``local_users``: by default a uid of its own for each job, never root); a job's memory and
+cpus are enforced (see ``local_limits``).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,15 +28,22 @@ import threading
 import time
 from pathlib import Path
 
+from .. import environment
 from ..contract import JobSpec, PollItem, State
+from . import local_limits, local_users
 from .base import Executor, ExecutorError, LogChunk, Status, Submission
+from .local_runner import JOB_DIR
+
+log = logging.getLogger(__name__)
 
 # Keys of the worker's environment a job inherits; nothing else (the broker URL stays out).
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # After a stop, how long a job has to end on SIGTERM before its group gets SIGKILL.
 STOP_GRACE_S = 10
-# Work-dir files that outlive release(): enough for a late duplicate job spec to see the run.
-TOMBSTONE = {"pid", "exit_code", "cancelled", "timed_out", "claim"}
+# Run-dir files that outlive release(): enough for a late duplicate job spec to see the run.
+TOMBSTONE = {"pid", "exit_code", "cancelled", "timed_out", "limit_note", "claim"}
+# What the worker said once in its log (how jobs are confined), so it says it only once.
+_said: set[str] = set()
 
 
 def default_work_root() -> Path:
@@ -80,23 +95,78 @@ class LocalExecutor(Executor):
         raise ExecutorError(f"another delivery of {spec.process_id} is still starting it")
 
     def _launch(self, spec: JobSpec, command: list[str], work_dir: Path) -> Submission:
-        (work_dir / "config.json").write_text(json.dumps(spec.config))
-        if spec.script:
-            (work_dir / "script").write_text(spec.script)
-        runner = [
-            sys.executable, "-m", f"{__package__}.local_runner",
-            str(work_dir), str(spec.resources.time_limit_s), "--", *command,
-        ]
-        done = subprocess.run(
-            runner, env=self._job_env(spec, work_dir), cwd=work_dir,
-            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
-        )
-        if done.returncode != 0:
+        job_dir = work_dir / JOB_DIR
+        self._remove_job_dir(job_dir)  # left by a start that failed
+        try:
+            user = local_users.job_user(self.settings, job_dir)
+            self._confine(work_dir, user)
+            _write_for(user, job_dir / "config.json", json.dumps(spec.config))
+            if spec.script:
+                _write_for(user, job_dir / "script", spec.script)
+            runner = [
+                sys.executable, "-m", f"{__package__}.local_runner", str(work_dir),
+                "--user", str(user), *(["--dynamic-user"] if user.dynamic else []),
+                "--time-limit", str(spec.resources.time_limit_s),
+                "--memory-mb", str(spec.resources.memory_mb), "--cpus", str(spec.resources.cpus),
+                "--", *command,
+            ]
+            done = subprocess.run(
+                runner, env=self._job_env(spec, job_dir), cwd=work_dir,
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+            )
+            if done.returncode != 0:
+                raise ExecutorError(done.stderr.strip() or "the job did not start",
+                                    permanent=True)
+        except (ExecutorError, OSError):  # nothing runs: the next delivery starts afresh
             (work_dir / "claim").unlink(missing_ok=True)
-            raise ExecutorError(done.stderr.strip() or "the job did not start", permanent=True)
+            self._remove_job_dir(job_dir)
+            raise
+        self._say_once(work_dir, user)
         return Submission(spec.process_id, State.RUNNING, self.host)
 
+    def _confine(self, work_dir: Path, user: local_users.JobUser) -> None:
+        """Before a job of another user starts: its run dir and the work root reachable by
+        path but not listable, the project's var/ and .env out of its reach, and a clear
+        error when a directory above the work root keeps the job from its work dir."""
+        if user.is_worker:
+            return
+        environment.make_var_private(reachable=[self.work_root])
+        for directory in (self.work_root, work_dir):
+            if directory.stat().st_uid == os.geteuid():
+                directory.chmod(0o711)
+        blocked = local_users.unreachable_ancestor(work_dir, user)
+        if blocked is not None:
+            raise ExecutorError(
+                f"settings.work_root: {self.work_root} cannot be reached by the job's user "
+                f"(uid {user.uid}): {blocked} has mode {blocked.stat().st_mode & 0o777:o}; "
+                "make it traversable (chmod o+x) or choose another work_root", permanent=True)
+
+    def _say_once(self, work_dir: Path, user: local_users.JobUser) -> None:
+        if user.is_worker and "worker" not in _said:
+            _said.add("worker")
+            log.warning("pool %s: local jobs run as this worker's own user (uid %s) and can "
+                        "read what it can: only a worker running as root gives each job a "
+                        "user of its own", self.pool, user.uid)
+        mechanism = _limits(work_dir).get("mechanism", "")
+        if mechanism and mechanism not in _said:
+            _said.add(mechanism)
+            log.info("pool %s: local jobs' memory and cpus are enforced with %s",
+                     self.pool, mechanism)
+
+    def _remove_job_dir(self, job_dir: Path) -> None:
+        """Remove the job's work dir and give back the uid it was leased to."""
+        try:
+            owner = job_dir.lstat().st_uid
+        except FileNotFoundError:
+            return
+        shutil.rmtree(job_dir, ignore_errors=True)
+        if owner != os.geteuid():
+            local_users.end_lease(job_dir, owner)
+
     def _command(self, spec: JobSpec) -> list[str]:
+        if spec.user:
+            raise ExecutorError(f"run.user: the local target never runs a job as "
+                                f"{spec.user!r}; its pool's job_user decides", permanent=True)
         if spec.image:
             raise ExecutorError(
                 f"the local target cannot run image {spec.image!r}; use target docker",
@@ -108,13 +178,16 @@ class LocalExecutor(Executor):
             raise ExecutorError("the pipeline names no command or script", permanent=True)
         return list(spec.command)
 
-    def _job_env(self, spec: JobSpec, work_dir: Path) -> dict[str, str]:
+    def _job_env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update(spec.env)
         env.update(
             ORCH_PROCESS_ID=spec.process_id,
-            ORCH_WORK_DIR=str(work_dir),
-            ORCH_CONFIG_FILE=str(work_dir / "config.json"),
+            ORCH_WORK_DIR=str(job_dir),
+            ORCH_CONFIG_FILE=str(job_dir / "config.json"),
+            # Its own dir for home and temporary files: private, and removed with the job.
+            HOME=str(job_dir),
+            TMPDIR=str(job_dir),
             PYTHONPATH=str(Path(__file__).resolve().parents[2]),
         )
         return env
@@ -161,10 +234,13 @@ class LocalExecutor(Executor):
             return LogChunk()
 
     def release(self, handle: str) -> None:
-        for path in self.work_dir(handle).iterdir():
+        work_dir = self.work_dir(handle)
+        local_limits.remove(_limits(work_dir).get("cgroups", []))
+        self._remove_job_dir(work_dir / JOB_DIR)
+        for path in work_dir.iterdir():
             if path.name in TOMBSTONE:
                 continue
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
@@ -176,11 +252,30 @@ def _finished(work_dir: Path, code: int) -> Status:
     if (work_dir / "timed_out").exists():
         limit = (work_dir / "timed_out").read_text()
         return Status(State.FAILED, code, f"time limit of {limit} s exceeded")
+    if code != 0 and (work_dir / "limit_note").exists():
+        return Status(State.FAILED, code, (work_dir / "limit_note").read_text())
     if code == 0:
         return Status(State.SUCCEEDED, 0)
     if code == 127 and not (work_dir / "pid").exists():
         return Status(State.FAILED, code, "the command could not be started")
     return Status(State.FAILED, code, f"exited with code {code}")
+
+
+def _write_for(user: local_users.JobUser, path: Path, text: str) -> None:
+    """A new file only the job's user reads (never through a link planted in its dir)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        if not user.is_worker:
+            os.fchown(fd, user.uid, user.gid)
+        out.write(text)
+
+
+def _limits(work_dir: Path) -> dict:
+    """What the job's runner wrote of its limits (mechanism, cgroups), or {}."""
+    try:
+        return json.loads((work_dir / "limits").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def _claim(work_dir: Path) -> tuple[int, bool] | None:
@@ -190,7 +285,7 @@ def _claim(work_dir: Path) -> tuple[int, bool] | None:
     sees it unlocked while its claimant lives."""
     claim = work_dir / "claim"
     draft = work_dir / f".claim-{os.getpid()}-{threading.get_ident()}"
-    fd = os.open(draft, os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
+    fd = os.open(draft, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.link(draft, claim)

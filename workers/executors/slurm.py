@@ -12,11 +12,20 @@ Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``par
   (only the job's exit-code file). Env ``ORCH_SLURM_ACCOUNTING``.
 - ``command_timeout_s``: how long one Slurm command may take (30). Env
   ``ORCH_SLURM_COMMAND_TIMEOUT_S``.
+- ``user``: the user jobs run as (env ``ORCH_SLURM_USER``), never root. A worker running as
+  root runs sbatch and scancel as this user (by uid, gid and groups, the way ``setpriv`` or
+  ``runuser`` would) and hands it each run dir; without it, a root worker refuses every job.
+  A worker that is not root submits as itself, and ``user``, if set, must name it. squeue and
+  sacct only read, and run as the worker.
+
+Why not ``sbatch --uid``: sbatch would still read the script as root and drop to the user only
+once the job has its nodes, and scancel has no such option.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import time
 
@@ -27,10 +36,12 @@ from .slurm_common import (
     Handle,
     JobOptions,
     JobRecord,
+    JobUser,
     SlurmExecutorBase,
     chunks,
     exit_from_sacct,
     exit_from_wait_status,
+    local_user,
     setting,
     submit_error,
 )
@@ -46,15 +57,21 @@ NOTHING_TO_CANCEL = ("no active jobs match", "invalid job id", "already completi
 class SlurmExecutor(SlurmExecutorBase):
     target = "slurm"
 
-    def run(self, argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], env: dict | None = None,
+            user: JobUser | None = None) -> subprocess.CompletedProcess:
         timeout = float(setting(self.settings, "command_timeout_s",
                                 "ORCH_SLURM_COMMAND_TIMEOUT_S", 30))
-        return slurm_common.run_command(argv, timeout, env)
+        return slurm_common.run_command(argv, timeout, env, user=user)
+
+    def job_owner(self) -> JobUser | None:
+        return submitting_user(setting(self.settings, "user", "ORCH_SLURM_USER"))
 
     def base_env(self) -> dict[str, str]:
         env = super().base_env()
         if "SLURM_CONF" in os.environ:  # sbatch must find the cluster the worker uses
             env["SLURM_CONF"] = os.environ["SLURM_CONF"]
+        if (owner := self.job_owner()) is not None:  # not the root worker's home
+            env["HOME"] = owner.home
         return env
 
     # --- asking Slurm ---------------------------------------------------------------------------
@@ -94,7 +111,7 @@ class SlurmExecutor(SlurmExecutorBase):
 
     def submit_job(self, spec: JobSpec, options: JobOptions, script: str, env: dict) -> str:
         done = self.run(["sbatch", "--parsable", "--export=ALL", str(options.work_dir / "job.sh")],
-                        env=env)
+                        env=env, user=self.job_owner())
         if done.returncode != 0:
             raise submit_error(_said(done))
         job_id = done.stdout.strip().split(";")[0]
@@ -104,10 +121,39 @@ class SlurmExecutor(SlurmExecutorBase):
 
     def cancel_job(self, handle: Handle) -> None:
         # --name makes scancel refuse a job that merely carries our old id.
-        done = self.run(["scancel", f"--name={handle.name}", handle.job_id])
+        # As the jobs' user: it can cancel its own jobs and nobody else's.
+        done = self.run(["scancel", f"--name={handle.name}", handle.job_id],
+                        user=self.job_owner())
         said = _said(done)
         if done.returncode != 0 and not any(w in said.lower() for w in NOTHING_TO_CANCEL):
             raise ExecutorError(f"scancel of job {handle.job_id} failed: {said}")
+
+
+def submitting_user(configured: str | None) -> JobUser | None:
+    """Who sbatch and scancel run as: the pool's ``user`` when the worker is root, else None
+    (the worker itself). Raises a permanent ExecutorError, naming ``settings.user``, for a
+    root worker without a user, for root, or for a user a non-root worker cannot be."""
+    configured = str(configured) if configured not in (None, "") else None
+    if os.geteuid() != 0:
+        if configured is not None:
+            named = local_user(configured)
+            if named is None or named.uid != os.geteuid():
+                me = pwd.getpwuid(os.geteuid()).pw_name
+                raise ExecutorError(
+                    f"settings.user: {configured!r}, but this worker runs as {me} and can "
+                    f"submit jobs only as itself: run the worker as root or as {configured}",
+                    permanent=True)
+        return None
+    if configured is None:
+        raise ExecutorError(
+            "settings.user: this worker runs as root and Slurm jobs never do: name the "
+            "unprivileged user they run as (user: orch-slurm, or ORCH_SLURM_USER)",
+            permanent=True)
+    user = local_user(configured)
+    if user is None:
+        raise ExecutorError(f"settings.user: there is no user {configured!r} on this host",
+                            permanent=True)
+    return user
 
 
 def _said(done: subprocess.CompletedProcess) -> str:

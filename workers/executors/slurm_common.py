@@ -1,11 +1,15 @@
 """What the two Slurm targets (``slurm``: sbatch and squeue; ``slurm_rest``: slurmrestd) share.
 
-- **The work dir** ``<work_root>/<process id>/``, on a file system the worker and the compute
-  nodes both see. The worker writes ``config.json`` (the user's config, passed by path in
-  ``ORCH_CONFIG_FILE``), ``script`` (the pipeline's script, if any), ``job.sh`` (the batch
-  script) and, for a run with secrets, ``secrets.env`` (mode 0600). The job writes
+- **The work dir** ``<work_root>/<process id>/`` (mode 0700), on a file system the worker and
+  the compute nodes both see. The worker writes ``config.json`` (the user's config, passed by
+  path in ``ORCH_CONFIG_FILE``), ``script`` (the pipeline's script, if any), ``job.sh`` (the
+  batch script) and, for a run with secrets, ``secrets.env`` (mode 0600). The job writes
   ``output.log``, ``slurm_job_id`` when it starts and ``exit_code`` when its command returns.
   The worker keeps ``handle`` once Slurm took the job.
+- **Who jobs run as**: never root. A worker that runs as root hands the run dir and its files
+  to the jobs' user (:class:`JobUser`), and from then on treats the dir as the job's: it reads
+  the job's files without following links and writes its own by a fresh name and a rename, so
+  a job cannot make the worker read or overwrite anything outside it.
 - **The batch script**, generated from the run spec and the pool's settings. Only validated
   values (numbers, the process id, the work dir, the pool's partition, account and qos) and the
   pipeline's own command, quoted, reach it; ``used_config`` never does.
@@ -26,6 +30,7 @@ out again after a cold start, the time bounds the accounting query.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -34,7 +39,9 @@ import pwd
 import re
 import shlex
 import shutil
+import stat
 import subprocess
+import tempfile
 import time
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -43,7 +50,6 @@ from pathlib import Path
 from ..contract import JobSpec, PollItem, State, is_terminal
 from ..secrets import unseal
 from .base import Executor, ExecutorError, LogChunk, Status, Submission
-from .local_runner import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +302,57 @@ def job_env(spec: JobSpec, work_dir: Path, base: dict[str, str]) -> dict[str, st
     return env
 
 
+# --- who jobs run as ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobUser:
+    """A local account Slurm jobs run as, other than root: when the worker is root, it owns
+    each run dir and its files, and (sbatch target) sbatch and scancel run as it."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    @property
+    def groups(self) -> list[int]:
+        return os.getgrouplist(self.name, self.gid)
+
+
+def local_user(name: str, what: str = "settings.user") -> JobUser | None:
+    """The local account ``name`` (a user name or uid), or None when this host has none.
+    Root, by any name, is refused (permanently): Slurm jobs never run as root."""
+    try:
+        entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except KeyError:
+        return None
+    if entry.pw_uid == 0:
+        raise ExecutorError(f"{what}: {name!r} is root (uid 0); Slurm jobs never run as root: "
+                            "name an unprivileged user such as orch-slurm", permanent=True)
+    return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir)
+
+
+# Work roots a job user was seen to reach, so the check costs one process per root, not per job.
+_REACHABLE: set[tuple[str, int]] = set()
+
+
+def check_reachable(root: Path, user: JobUser) -> None:
+    """Fail (permanently, naming ``work_root``) when ``user`` cannot search ``root``: every
+    directory on its path must let the user through, or its jobs could not even start."""
+    if (str(root), user.uid) in _REACHABLE:
+        return
+    done = subprocess.run(["test", "-x", str(root)], user=user.uid, group=user.gid,
+                          extra_groups=user.groups, stdin=subprocess.DEVNULL,
+                          capture_output=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise ExecutorError(
+            f"settings.work_root: {root} is out of reach of {user.name}, the user Slurm jobs "
+            "run as: every directory on its path must be searchable by that user (chmod o+x), "
+            "or choose a work_root elsewhere", permanent=True)
+    _REACHABLE.add((str(root), user.uid))
+
+
 # --- running commands --------------------------------------------------------------------------
 
 # Words of a Slurm error that mean "ask again later", not "this job can never be submitted".
@@ -315,17 +372,21 @@ def submit_error(text: str) -> ExecutorError:
 
 
 def run_command(
-    argv: list[str], timeout: float, env: dict[str, str] | None = None
+    argv: list[str], timeout: float, env: dict[str, str] | None = None,
+    user: JobUser | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run one Slurm command: an argv list (never a shell line), a timeout, no stdin.
+    """Run one Slurm command: an argv list (never a shell line), a timeout, no stdin; as
+    ``user`` when given (the worker must be root), else as the worker.
 
     Returns the finished process whatever its exit status (callers read Slurm's words);
     raises ExecutorError when it cannot be run or does not end in ``timeout`` seconds."""
     started = time.monotonic()
+    as_user = {} if user is None else {
+        "user": user.uid, "group": user.gid, "extra_groups": user.groups}
     try:
         done = subprocess.run(
             argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=timeout, check=False,
+            timeout=timeout, check=False, **as_user,
         )
     except FileNotFoundError:
         raise ExecutorError(f"{argv[0]} is not installed on this worker's host") from None
@@ -388,8 +449,10 @@ class SlurmExecutorBase(Executor):
     def cancel_job(self, handle: Handle) -> None:
         """Cancel the job of ``handle`` if it is still ours and not ended; else do nothing."""
 
-    def job_owner(self) -> str | None:
-        """The user jobs run as when it is not the worker's own (the REST token's user)."""
+    def job_owner(self) -> JobUser | None:
+        """The local account that must own the run dirs: the jobs' user when the worker is
+        root; None when the jobs run as the worker itself. Raises a permanent ExecutorError
+        when the pool's settings would have jobs run as root."""
         return None
 
     def base_env(self) -> dict[str, str]:
@@ -421,33 +484,37 @@ class SlurmExecutorBase(Executor):
 
     def find(self, spec: JobSpec) -> Submission | None:
         work_dir = self.work_dir(spec.process_id)
-        saved = Handle.parse(_read(work_dir / "handle") or "")
+        saved = Handle.parse(read_job_file(work_dir / "handle") or "")
         if saved is not None and saved.name == spec.job_name:
             return Submission(str(saved), State.SUBMITTED)
         records = [r for r in self.live_jobs([spec.job_name]) if r.name == spec.job_name]
         if records:  # submitted, then the worker died before it kept the handle
             best = max(records, key=lambda r: (not _has_ended(r), int(r.job_id)))
             found = Handle(best.job_id, spec.job_name, int(best.submitted or time.time()) - 1)
-            write_atomic(work_dir / "handle", str(found))
+            write_own(work_dir / "handle", str(found))
             return Submission(str(found), State.SUBMITTED)
-        started = _read(work_dir / "slurm_job_id")  # the job itself said so
+        started = read_job_file(work_dir / "slurm_job_id")  # the job itself said so
         if started and started.isdigit():
-            stamp = int((work_dir / "slurm_job_id").stat().st_mtime) - 60
+            stamp = int(os.lstat(work_dir / "slurm_job_id").st_mtime) - 60
             return Submission(str(Handle(started, spec.job_name, stamp)), State.SUBMITTED)
         return None
 
     def start(self, spec: JobSpec) -> Submission:
+        owner = self.job_owner()  # first: a pool that would run jobs as root writes nothing
         work_dir = self.work_dir(spec.process_id)
         options = job_options(spec, self.settings, work_dir)
         script = batch_script(spec, options)
         env = job_env(spec, work_dir, self.base_env())
-        secrets = secrets_file_text(unseal(spec.secret_env)) if spec.secret_env else None
+        secrets = secrets_file_text(unseal(spec.secret_env, process_id=spec.process_id,
+                                           pool=spec.pool)) if spec.secret_env else None
         work_dir.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            check_reachable(self.work_root, owner)
         found = self._claim(spec, work_dir)
         if found is not None:
             return found
         try:
-            self._write_inputs(spec, work_dir, script, secrets)
+            self._write_inputs(spec, work_dir, script, secrets, owner)
             submitted = int(time.time()) - 1
             job_id = self.submit_job(spec, options, script, env)
         except BaseException:
@@ -455,7 +522,7 @@ class SlurmExecutorBase(Executor):
             (work_dir / "claim").unlink(missing_ok=True)
             raise
         handle = Handle(job_id, spec.job_name, submitted)
-        write_atomic(work_dir / "handle", str(handle))
+        write_own(work_dir / "handle", str(handle))
         return Submission(str(handle), State.SUBMITTED)
 
     def _claim(self, spec: JobSpec, work_dir: Path) -> Submission | None:
@@ -480,7 +547,11 @@ class SlurmExecutorBase(Executor):
         raise ExecutorError(f"another delivery of {spec.process_id} is still submitting it")
 
     def _write_inputs(self, spec: JobSpec, work_dir: Path, script: str,
-                      secrets: str | None = None) -> None:
+                      secrets: str | None = None, owner: JobUser | None = None) -> None:
+        """The job's input files, then the run dir, handed to ``owner`` (mode 0700).
+
+        Each file is made anew (O_EXCL: never through a link a job left) and chowned by its
+        descriptor, never by name: a name in a dir the job's user can write may be swapped."""
         files = {"config.json": (json.dumps(spec.config), 0o600), "job.sh": (script, 0o700)}
         if spec.script:
             files["script"] = (spec.script, 0o700)
@@ -489,17 +560,18 @@ class SlurmExecutorBase(Executor):
         for name, (text, mode) in files.items():
             path = work_dir / name
             path.unlink(missing_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, mode)
             with os.fdopen(fd, "w") as out:
+                if owner is not None:
+                    os.fchown(out.fileno(), owner.uid, owner.gid)
                 out.write(text)
-        owner = self.job_owner()
-        if owner and os.geteuid() == 0 and owner != "root":
-            try:
-                entry = pwd.getpwnam(owner)
-            except KeyError:
-                return  # not a local user: the shared file system maps it
-            for path in (work_dir, *(work_dir / name for name in files)):
-                os.chown(path, entry.pw_uid, entry.pw_gid)
+        fd = os.open(work_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if owner is not None:
+                os.fchown(fd, owner.uid, owner.gid)
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
     # --- poll ---------------------------------------------------------------------------------
 
@@ -543,7 +615,7 @@ class SlurmExecutorBase(Executor):
                                             f"({handle.name}) and it left no exit code")
 
     def _exit_file(self, handle: Handle) -> int | None:
-        text = _read(self.work_dir(handle.process_id) / "exit_code")
+        text = read_job_file(self.work_dir(handle.process_id) / "exit_code")
         try:
             return int(text) if text is not None else None
         except ValueError:
@@ -558,12 +630,12 @@ class SlurmExecutorBase(Executor):
         handle = Handle.parse(item.handle)
         if handle is None:
             return LogChunk()
-        try:
-            with open(self.work_dir(handle.process_id) / "output.log", "rb") as out:
-                out.seek(item.log_offset)
-                return LogChunk(out.read(limit))
-        except FileNotFoundError:
+        fd = open_job_file(self.work_dir(handle.process_id) / "output.log")
+        if fd is None:
             return LogChunk()
+        with os.fdopen(fd, "rb") as out:
+            out.seek(item.log_offset)
+            return LogChunk(out.read(limit))
 
     def release(self, handle: str) -> None:
         parsed = Handle.parse(handle)
@@ -586,8 +658,48 @@ def _has_ended(record: JobRecord) -> bool:
     return is_terminal(state)
 
 
-def _read(path: Path) -> str | None:
+# --- files in a run dir, which the job's user may change under the worker ---------------------
+
+
+def open_job_file(path: Path) -> int | None:
+    """A descriptor of the regular file ``path``, or None when there is none. A link (which
+    could point the worker at its own keys) or a fifo (which would hang it) counts as none."""
     try:
-        return path.read_text().strip()
-    except (FileNotFoundError, NotADirectoryError, UnicodeDecodeError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        log.warning("%s is a link, not the job's file: ignored", path)
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        log.warning("%s is not a regular file: ignored", path)
+        return None
+    return fd
+
+
+def read_job_file(path: Path, limit: int = 4096) -> str | None:
+    """The first ``limit`` bytes of a small file of the run dir (an id, a code), stripped."""
+    fd = open_job_file(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as out:
+        try:
+            return out.read(limit).decode().strip()
+        except UnicodeDecodeError:
+            return None
+
+
+def write_own(path: Path, text: str) -> None:
+    """Write one of the worker's files in a run dir: a fresh, unguessable name (O_EXCL), then
+    a rename, which replaces a link planted at ``path`` instead of writing through it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

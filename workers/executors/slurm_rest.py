@@ -1,30 +1,37 @@
-"""The slurm_rest target: jobs go to slurmrestd over HTTP, with a JWT renewed before it expires.
+"""The slurm_rest target: jobs go to slurmrestd over HTTP, with a JWT for the pool's user only.
 
-The worker needs no Slurm command and no munge key: only the URL and a way to get tokens. The
+The worker needs no Slurm command, no munge key and no cluster key: only the URL and a token
+for the one user its jobs run as, made where the key lives (``scontrol token username=USER
+lifespan=N``) and handed to it in a file an operator renews (cron), or in ``SLURM_JWT``. The
 batch script, the work dir and the state table are those of the sbatch target
 (``slurm_common``); the work dir must be on a file system the worker and the compute nodes share.
 
-slurmrestd answers HTTP 500, not 401, to an expired token, and 500 with error 2017 to a job it
-does not know; so the token is renewed when a third of its lifespan is left (no call has to
-fail first), and "unknown job" is read from the error number, never from the status.
+slurmrestd answers HTTP 500, not 401, to an expired or refused token (error -1 when listing,
+5005 "Zero Bytes were transmitted" when submitting), and 500 with error 2017 to a job it does
+not know; so the token's expiry and user are checked here before it is sent, an answer that
+may mean a refused token says which token it was, and "unknown job" is read from the error
+number, never from the status.
 
 Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``partition``,
 ``account``, ``qos``, ``lost_grace_s``, ``keep_work_dir``):
 
 - ``url``: slurmrestd's address (env ``ORCH_SLURMRESTD_URL``, ``http://127.0.0.1:6820``);
   ``api_version`` (``v0.0.38``); ``request_timeout_s`` (30).
-- ``user``: the Slurm user jobs run as, named in every token (env ``ORCH_SLURM_USER``, default
-  the user the worker runs as).
-- ``jwt_key``: the cluster's ``jwt_hs256.key``; tokens are minted from it with PyJWT (env
-  ``ORCH_SLURM_JWT_KEY``). Without it tokens come from ``scontrol token``, which only root or
-  SlurmUser may run. ``token_lifespan_s``: how long a token lives (1800).
+- ``token_file``: a file holding the token (``SLURM_JWT=...`` as ``scontrol token`` prints
+  it, or the bare token), not readable by every user; read again whenever it changes (env
+  ``ORCH_SLURM_TOKEN_FILE``). Without it, ``SLURM_JWT`` in the worker's environment.
+- ``user``: the user the token is for, sent as ``X-SLURM-USER-NAME`` (env
+  ``ORCH_SLURM_USER``, default the token's own user); never root. A worker running as root
+  hands that user each run dir (``chown``) when the user exists on its host.
 - ``job_path``: PATH in the job's environment (``/usr/local/bin:/usr/bin:/bin``).
 """
 
 from __future__ import annotations
 
-import getpass
+import base64
+import json
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -38,85 +45,119 @@ from .slurm_common import (
     Handle,
     JobOptions,
     JobRecord,
+    JobUser,
     SlurmExecutorBase,
     exit_from_wait_status,
-    run_command,
+    local_user,
     setting,
     submit_error,
 )
 
 UNKNOWN_JOB = 2017  # ESLURM_INVALID_JOB_ID: not known, or purged
 ALREADY_DONE = 2021  # ESLURM_ALREADY_DONE: cancel of a job that has ended
+# What slurmrestd 22.05 answers when slurmctld refuses the token: "Unspecified error" (-1) to
+# a listing, "Zero Bytes were transmitted or received" (5005) to a submission or a cancel.
+REFUSED_TOKEN = {-1, 5005}
 
 
 class RestError(ExecutorError):
     """slurmrestd answered with errors; ``numbers`` holds their Slurm error numbers."""
 
-    def __init__(self, status: int, errors: list[dict], text: str = ""):
+    def __init__(self, status: int, errors: list[dict], text: str = "", hint: str = ""):
         self.status = status
         numbered = [(e, e.get("error_number", e.get("error_code"))) for e in errors]
         self.numbers = {number for _, number in numbered}  # error_code in submit answers
         words = "; ".join(f"{e.get('description') or e.get('error')} ({n})" for e, n in numbered)
-        super().__init__(f"slurmrestd answered HTTP {status}: {words or text[:300]}")
+        super().__init__(f"slurmrestd answered HTTP {status}: {words or text[:300]}{hint}")
 
 
-class TokenSource:
-    """JWTs for one user, minted from the key (PyJWT) or by ``scontrol token``.
+class Token:
+    """The pool's JWT, from ``path`` (read again whenever the file changes, so an operator's
+    cron can renew it under a running worker) or, without a path, from ``SLURM_JWT``.
 
-    A token is replaced once two thirds of its lifespan have passed, so every request carries
-    one with a third of its life left. Thread-safe; shared by every executor of the process.
-    """
+    Nothing is minted here and no key is held: the token is checked (a JWT, for a user other
+    than root, not expired) and sent as it is. Thread-safe; one per file per process."""
 
-    def __init__(self, user: str, lifespan_s: int, key_path: str | None):
-        self.user, self.lifespan_s, self.key_path = user, lifespan_s, key_path
-        self.token: str | None = None
-        self.renew_at = 0.0
-        self.renewals = 0
+    def __init__(self, path: str | None):
+        self.path = path
+        self.token = ""
+        self.claims: dict[str, Any] = {}
+        self.reads = 0  # how often the file was read: once per change
+        self._seen: tuple | None = None
         self._lock = threading.Lock()
 
-    def get(self) -> str:
+    @property
+    def where(self) -> str:
+        return f"token_file {self.path}" if self.path else "SLURM_JWT in the worker's environment"
+
+    def get(self) -> tuple[str, dict[str, Any]]:
+        """The token and its claims, or an ExecutorError that names where it comes from."""
         with self._lock:
-            now = time.time()
-            if self.token is None or now >= self.renew_at:
-                self.token = self._mint(int(now))
-                self.renew_at = now + self.lifespan_s * 2 / 3
-                self.renewals += 1
-            return self.token
+            if self.path:
+                self._read_if_changed()
+            else:
+                self._take(os.environ.get("SLURM_JWT", ""))
+            expires = self.claims.get("exp")
+            if isinstance(expires, (int, float)) and expires <= time.time():
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
+                renew = f" > {self.path}" if self.path else ""
+                raise ExecutorError(
+                    f"the token in {self.where} expired at {when}: renew it (scontrol token "
+                    f"username={self.claims.get('sun')} lifespan=N{renew})")
+            return self.token, self.claims
 
-    def _mint(self, now: int) -> str:
-        if self.key_path:
-            try:
-                import jwt  # PyJWT, only for workers that mint their own tokens
-            except ImportError:
-                raise ExecutorError("minting tokens from jwt_key needs PyJWT: "
-                                    "pip install PyJWT", permanent=True) from None
-            try:
-                key = Path(self.key_path).read_bytes()
-            except OSError as exc:
-                raise ExecutorError(f"cannot read jwt_key {self.key_path}: {exc.strerror}",
-                                    permanent=True) from None
-            claims = {"iat": now, "exp": now + self.lifespan_s, "sun": self.user}
-            return jwt.encode(claims, key, algorithm="HS256")
-        done = run_command(
-            ["scontrol", "token", f"username={self.user}", f"lifespan={self.lifespan_s}"], 30)
-        token = done.stdout.strip().partition("SLURM_JWT=")[2].strip()
-        if done.returncode != 0 or not token:
-            raise ExecutorError(f"scontrol token failed: {(done.stderr or done.stdout).strip()}")
-        return token
+    def _read_if_changed(self) -> None:
+        try:
+            seen = os.stat(self.path)
+            if not stat.S_ISREG(seen.st_mode):
+                raise ExecutorError(f"cannot read the token: {self.where}: not a file")
+            if seen.st_mode & 0o004:
+                raise ExecutorError(
+                    f"{self.where} is readable by every user (mode "
+                    f"{seen.st_mode & 0o777:04o}): whoever reads it can act as its user; "
+                    "make it readable by the worker only (chmod 600)")
+            key = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
+            if key == self._seen:
+                return
+            text = Path(self.path).read_text()
+        except OSError as exc:
+            raise ExecutorError(f"cannot read the token: {self.where}: "
+                                f"{exc.strerror or exc}") from None
+        self._take(text)
+        self._seen = key
+        self.reads += 1
+
+    def _take(self, text: str) -> None:
+        token = text.strip().removeprefix("SLURM_JWT=").strip()
+        if not token:
+            raise ExecutorError(f"no token in {self.where}: give the worker one for its pool's "
+                                "user (scontrol token username=USER lifespan=N)")
+        if token == self.token:
+            return
+        try:
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            raise ExecutorError(f"{self.where} holds no JWT (what scontrol token prints)") from None
+        if not isinstance(claims, dict) or not isinstance(claims.get("sun"), str):
+            raise ExecutorError(f"the token in {self.where} names no user (claim sun)")
+        if claims["sun"] == "root":
+            raise ExecutorError(f"the token in {self.where} is root's: Slurm jobs never run as "
+                                "root; give the pool a token for its own user", permanent=True)
+        self.token, self.claims = token, claims
 
 
-_SOURCES: dict[tuple, TokenSource] = {}
-_SOURCES_LOCK = threading.Lock()
+_TOKENS: dict[str | None, Token] = {}
+_TOKENS_LOCK = threading.Lock()
 
 
-def token_source(user: str, lifespan_s: int, key_path: str | None) -> TokenSource:
-    """The one TokenSource of this process for these settings (a worker makes an executor
-    per message; they all share one token)."""
-    with _SOURCES_LOCK:
-        key = (user, lifespan_s, key_path)
-        if key not in _SOURCES:
-            _SOURCES[key] = TokenSource(user, lifespan_s, key_path)
-        return _SOURCES[key]
+def token_for(path: str | None) -> Token:
+    """The one Token of this process for ``path`` (a worker makes an executor per message;
+    they all share one read of the file)."""
+    with _TOKENS_LOCK:
+        if path not in _TOKENS:
+            _TOKENS[path] = Token(path)
+        return _TOKENS[path]
 
 
 class SlurmRestExecutor(SlurmExecutorBase):
@@ -128,17 +169,41 @@ class SlurmRestExecutor(SlurmExecutorBase):
         self.url = str(setting(s, "url", "ORCH_SLURMRESTD_URL", "http://127.0.0.1:6820"))
         self.url = self.url.rstrip("/")
         self.api_version = str(setting(s, "api_version", default="v0.0.38"))
-        self.user = str(setting(s, "user", "ORCH_SLURM_USER", getpass.getuser()))
         self.timeout = float(setting(s, "request_timeout_s", default=30))
-        self.tokens = token_source(
-            self.user, int(setting(s, "token_lifespan_s", default=1800)),
-            setting(s, "jwt_key", "ORCH_SLURM_JWT_KEY"),
-        )
+        self.tokens = token_for(setting(s, "token_file", "ORCH_SLURM_TOKEN_FILE"))
+
+    @property
+    def user(self) -> str:
+        return self._identity()[0]
+
+    def _identity(self) -> tuple[str, str, dict[str, Any]]:
+        """(user, token, claims): the user is ``settings.user``, which the token must name, or
+        the token's own. Raises ExecutorError for root, a retired setting or another user's
+        token."""
+        for retired in ("jwt_key", "token_lifespan_s"):
+            if self.settings.get(retired) not in (None, ""):
+                raise ExecutorError(
+                    f"settings.{retired} is no longer read: the worker holds no cluster key; "
+                    "give the pool a token for its user only (settings.token_file or SLURM_JWT)",
+                    permanent=True)
+        token, claims = self.tokens.get()
+        named = setting(self.settings, "user", "ORCH_SLURM_USER")
+        if named in (None, ""):
+            return claims["sun"], token, claims
+        if str(named) == "root":
+            raise ExecutorError("settings.user: root; Slurm jobs never run as root",
+                                permanent=True)
+        if str(named) != claims["sun"]:
+            raise ExecutorError(f"settings.user is {named!r} but the token in "
+                                f"{self.tokens.where} is for {claims['sun']!r}: give the pool "
+                                f"a token for {named}", permanent=True)
+        return str(named), token, claims
 
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
         """One call to slurmrestd (``path`` under ``/slurm/<api_version>/``): its JSON answer.
         Raises RestError when Slurm reports errors, ExecutorError when it cannot be reached."""
-        headers = {"X-SLURM-USER-NAME": self.user, "X-SLURM-USER-TOKEN": self.tokens.get()}
+        user, token, claims = self._identity()
+        headers = {"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token}
         url = f"{self.url}/slurm/{self.api_version}/{path}"
         try:
             answer = requests.request(method, url, json=body, headers=headers,
@@ -151,11 +216,20 @@ class SlurmRestExecutor(SlurmExecutorBase):
             raise RestError(answer.status_code, [], answer.text) from None
         errors = data.get("errors") or []
         if answer.status_code >= 400 or errors:
-            raise RestError(answer.status_code, errors, answer.text)
+            numbers = {e.get("error_number", e.get("error_code")) for e in errors}
+            hint = ""
+            if errors and numbers <= REFUSED_TOKEN:
+                expires = time.strftime("%Y-%m-%d %H:%M:%S",
+                                        time.localtime(claims.get("exp") or 0))
+                hint = (f" (what slurmrestd answers when slurmctld refuses the token: check "
+                        f"the token in {self.tokens.where}, for {user}, expiring {expires})")
+            raise RestError(answer.status_code, errors, answer.text, hint)
         return data
 
-    def job_owner(self) -> str | None:
-        return self.user
+    def job_owner(self) -> JobUser | None:
+        if os.geteuid() != 0:
+            return None  # the worker is the token's user: the run dirs are its own
+        return local_user(self.user)  # None: not a local user, the shared file system maps it
 
     def base_env(self) -> dict[str, str]:
         return {
@@ -169,8 +243,9 @@ class SlurmRestExecutor(SlurmExecutorBase):
         wanted = set(names)
         try:
             jobs = self.request("GET", "jobs").get("jobs") or []
-        except ExecutorError as exc:
-            raise ExecutorError(f"listing jobs failed, deciding nothing: {exc}") from None
+        except ExecutorError as exc:  # permanent stays permanent: a root token stays refused
+            raise ExecutorError(f"listing jobs failed, deciding nothing: {exc}",
+                                permanent=exc.permanent) from None
         return [_record(job) for job in jobs if job.get("name") in wanted]
 
     def ended_jobs(self, handles: list[Handle]) -> list[JobRecord]:

@@ -39,4 +39,7 @@ def lines(report: dict) -> list[str]:
                    f"{pool['busy']}/{pool['capacity']} slots busy")
     for name in report["pools_down"]:
         out.append(f"  pool {name:<12} no live worker (its runs wait QUEUED)")
+    for reason, refused in sorted(report.get("refused", {}).items()):
+        out.append(f"  refused {refused['count']} x {reason} (last at {refused['last_seen']}: "
+                   f"it {refused['last_detail']})")
     return out

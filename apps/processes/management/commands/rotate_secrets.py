@@ -1,8 +1,10 @@
-"""Re-seal every process's stored secrets with the newest key of ORCH_SECRETS_KEYS.
+"""Re-seal every process's stored secrets for itself and its pool, with the newest key of
+ORCH_SECRETS_KEYS.
 
 Run after a new key was put first in ORCH_SECRETS_KEYS everywhere (``NEW,OLD``); once it has
-re-sealed everything, OLD can be dropped. Safe to run again: what the newest key already sealed
-is left alone.
+re-sealed everything, OLD can be dropped. Values sealed before secrets were bound to their
+process are bound to the process whose row holds them. Safe to run again: what the newest key
+already sealed for its process is left alone.
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -15,8 +17,9 @@ SHOWN_IDS = 10
 
 
 class Command(BaseCommand):
-    help = ("Re-seal every process's secrets with the newest key of ORCH_SECRETS_KEYS, in "
-            "batches; prints how many it re-sealed. Exit 1 when some open with no key.")
+    help = ("Re-seal every process's secrets for itself and its pool with the newest key of "
+            "ORCH_SECRETS_KEYS, in batches; prints how many it re-sealed. Exit 1 when some "
+            "cannot be re-sealed (no key opens them, or they were sealed for another process).")
 
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=500,
@@ -28,21 +31,21 @@ class Command(BaseCommand):
         except SecretsError as exc:
             raise CommandError(str(exc)) from None
         resealed = current = 0
-        unopened: list[str] = []
+        refused: list[str] = []
         with_secrets = Process.objects.exclude(secret_env="").order_by("pk")
         last = None
         while True:
             batch = with_secrets.filter(pk__gt=last) if last else with_secrets
-            rows = list(batch.values_list("pk", "secret_env")[:batch_size])
+            rows = list(batch.values_list("pk", "pool", "secret_env")[:batch_size])
             if not rows:
                 break
             last = rows[-1][0]
             with transaction.atomic():
-                for pk, sealed in rows:
+                for pk, pool, sealed in rows:
                     try:
-                        new = reseal(sealed)
+                        new = reseal(sealed, process_id=pk, pool=pool)
                     except SecretsError:
-                        unopened.append(str(pk))
+                        refused.append(str(pk))
                         continue
                     if new is None:
                         current += 1
@@ -51,9 +54,10 @@ class Command(BaseCommand):
                     resealed += Process.objects.filter(pk=pk, secret_env=sealed).update(
                         secret_env=new)
         self.stdout.write(f"re-sealed {resealed} process(es) with the newest of {keys} key(s); "
-                          f"{current} already were; {len(unopened)} open with no key")
-        if unopened:
-            shown = ", ".join(unopened[:SHOWN_IDS]) + (", ..." if len(unopened) > SHOWN_IDS
-                                                       else "")
-            raise CommandError(f"{len(unopened)} process(es) hold secrets that no key of "
-                               f"ORCH_SECRETS_KEYS opens: {shown}")
+                          f"{current} already were; {len(refused)} cannot be re-sealed")
+        if refused:
+            shown = ", ".join(refused[:SHOWN_IDS]) + (", ..." if len(refused) > SHOWN_IDS
+                                                      else "")
+            raise CommandError(f"{len(refused)} process(es) hold secrets that no key of "
+                               f"ORCH_SECRETS_KEYS opens, or that were sealed for another "
+                               f"process: {shown}")
