@@ -1,0 +1,110 @@
+"""Run dirs on a worker's file system, as the local, Docker and Slurm targets keep them.
+
+Each target keeps one dir per process under its work root: the worker's files (the job's
+config, its exit code, its log) and marker files that outlive ``release()`` so a late duplicate
+job spec still sees the run. A job may run as another user and own files in its run dir, so
+the worker writes by rename (a link planted at the name is replaced, never written through)
+and reads without following links.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The most a small file of a run dir (an id, an exit code) is read for.
+SMALL_FILE_BYTES = 4096
+
+
+def default_work_root() -> Path:
+    """``ORCH_WORK_ROOT``, or ``var/work`` of the directory the worker runs in."""
+    return Path(os.environ.get("ORCH_WORK_ROOT", "var/work")).absolute()
+
+
+def keep_work_dir(settings: dict[str, Any]) -> bool:
+    """The pool setting ``keep_work_dir``: true keeps a finished run's files for debugging.
+    Pool files give a boolean; an environment-style "1", "true" or "yes" means the same."""
+    value = settings.get("keep_work_dir")
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` whole: readers see the old text or the new, never a part. The draft
+    has a fresh, unguessable name of its own (two deliveries of one job spec may write the
+    same file at once), and the rename replaces a link planted at ``path`` instead of
+    writing through it."""
+    fd, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.replace(draft, path)
+    except BaseException:
+        Path(draft).unlink(missing_ok=True)
+        raise
+
+
+def open_job_file(path: Path) -> int | None:
+    """A descriptor of the regular file ``path``, or None when there is none. A link (which
+    could point the worker at its own keys) or a fifo (which would hang it) counts as none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        log.warning("%s is a link, not the job's file: ignored", path)
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        log.warning("%s is not a regular file: ignored", path)
+        return None
+    return fd
+
+
+def read_from(path: Path, offset: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes of the file ``path`` from byte ``offset`` (a log shipped in
+    pieces); nothing when there is no such regular file."""
+    fd = open_job_file(path)
+    if fd is None:
+        return b""
+    with os.fdopen(fd, "rb") as out:
+        out.seek(offset)
+        return out.read(limit)
+
+
+def read_small(path: Path) -> str | None:
+    """The text of a small file of a run dir (an id, a code), stripped; None when there is
+    no such regular file or it is not text."""
+    fd = open_job_file(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as out:
+        try:
+            return out.read(SMALL_FILE_BYTES).decode().strip()
+        except UnicodeDecodeError:
+            return None
+
+
+def clean_run_dir(run_dir: Path, keep: set[str]) -> None:
+    """Remove what a finished run left in ``run_dir`` but the files named in ``keep`` (the
+    markers). A link is removed, never followed."""
+    if not run_dir.is_dir():
+        return
+    for path in run_dir.iterdir():
+        if path.name in keep:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
