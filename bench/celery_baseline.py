@@ -1,6 +1,6 @@
 """The raw-Celery baseline: a trivial task with the reliable settings our workers use
-(``workers.contract.celery_config``: acks_late, reject_on_worker_lost, prefetch 1, publisher
-confirms) on the same broker. Each task answers with one message on a queue of its own, as
+(``workers.broker_settings.celery_config``: acks_late, reject_on_worker_lost, prefetch 1,
+publisher confirms) on the same broker. Each task answers with one message on a queue of its own, as
 our worker answers a job spec with an event message, so "done" is seen end to end."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from celery import Celery
 from kombu import Connection, Consumer, Queue
 
-from workers.contract import celery_config
+from workers.broker_settings import celery_config
 
 TASK_QUEUE = "bench.baseline"
 DONE_QUEUE = "bench.baseline.done"

@@ -1,6 +1,6 @@
 """How fast the docker target starts a container, and what one poll of many containers costs.
 
-    DOCKER_HOST=unix:///run/podman/podman.sock python bench/docker_poll.py [--containers 200]
+    DOCKER_HOST=unix:///run/podman/podman.sock python -m bench.docker_poll [--containers 200]
 
 Measures, against the real engine at DOCKER_HOST:
 
@@ -28,10 +28,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from workers.contract import JobSpec, PollItem, Resources, State  # noqa: E402
-from workers.executors.docker import LABEL_POOL, DockerExecutor  # noqa: E402
+from workers.contract import JobSpec, PollItem, Resources, State
+from workers.executors.docker import DockerExecutor
+from workers.executors.docker.container_spec import LABEL_POOL
 
 IMAGE = "orchestration/busybox:latest"
 

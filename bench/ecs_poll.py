@@ -1,14 +1,14 @@
 """AWS calls per poll cycle of the ECS executor, for many running tasks.
 
 Runs against moto in server mode in this process (the tests' emulator, see
-tests/executors/ecs_emulator.py): no AWS account is used and nothing outlives the script.
+testbed/ecs_emulator.py): no AWS account is used and nothing outlives the script.
 For each task count it starts that many tasks, polls until they are all RUNNING, then counts
 the HTTP requests (retries included) that each further poll cycle sends, with a botocore event
 hook on the executor's own clients. Wall times are moto's, not AWS's: only the call counts
 carry over to a real account.
 
-    python bench/ecs_poll.py                 # 250 and 1000 tasks
-    python bench/ecs_poll.py --tasks 100 --cycles 5 --json
+    python -m bench.ecs_poll                 # 250 and 1000 tasks
+    python -m bench.ecs_poll --tasks 100 --cycles 5 --json
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ import sys
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.executors.ecs_emulator import BUSYBOX, FAKE_CREDENTIALS, EcsEmulator  # noqa: E402
-from workers.contract import JobSpec, PollItem, Resources, State  # noqa: E402
-from workers.executors.ecs import EcsExecutor  # noqa: E402
+from testbed.ecs_emulator import BUSYBOX, FAKE_CREDENTIALS, EcsEmulator
+from workers.contract import JobSpec, PollItem, Resources, State
+from workers.executors.ecs import EcsExecutor
 
 
 def measure(emulator: EcsEmulator, network, tasks: int, cycles: int, log_reads) -> dict:
@@ -59,7 +56,8 @@ def measure(emulator: EcsEmulator, network, tasks: int, cycles: int, log_reads) 
     started = time.monotonic()
     for _ in range(cycles):
         events = executor.poll(items)
-        assert len(events) == tasks and {e.state for e in events} == {State.RUNNING}
+        if len(events) != tasks or {e.state for e in events} != {State.RUNNING}:
+            raise RuntimeError(f"a poll of {tasks} running tasks answered {events[:3]}...")
     poll_s = (time.monotonic() - started) / cycles
     per_cycle = {op: n / cycles for op, n in sorted(seen.items())}
     return {

@@ -35,7 +35,7 @@ def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile of sorted ``values`` (0 when empty)."""
     if not values:
         return 0.0
-    rank = max(0, min(len(values) - 1, int(round(pct / 100 * len(values) + 0.5)) - 1))
+    rank = max(0, min(len(values) - 1, round(pct / 100 * len(values) + 0.5) - 1))
     return values[rank]
 
 

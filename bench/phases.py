@@ -166,7 +166,8 @@ def start_latency(port: int, token: str, *, pipeline: str, samples: int, timeout
             latencies.append(started_at.timestamp() - sent)
             if stop:
                 _stop_and_wait(api, body["id"], timeout)
-            time.sleep(random.uniform(0.05, 0.15))  # not in step with the poll loop
+            # not in step with the poll loop
+            time.sleep(random.uniform(0.05, 0.15))  # noqa: S311 - jitter, not a secret
     finally:
         api.close()
     ordered = sorted(latencies)

@@ -19,7 +19,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-from bench.stack import ROOT
+from testbed.services import ROOT
 
 PODMAN_SOCKET = "unix:///run/podman/podman.sock"
 TIMEOUT_S = 1200
@@ -50,7 +50,8 @@ def engine_missing(target: str) -> str | None:
             return f"the engine at {host} does not answer: {exc}"
     if target == "slurm":
         try:
-            done = subprocess.run(["sinfo", "--noheader"], capture_output=True, timeout=10)
+            done = subprocess.run(["sinfo", "--noheader"],  # noqa: S607 - Slurm's, on PATH
+                                  capture_output=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return "no Slurm cluster (deploy/slurm-cluster.sh start)"
         if done.returncode != 0:

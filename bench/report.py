@@ -3,6 +3,7 @@ printed as a table, written as JSON under bench/results/ and kept in docs/benchm
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -11,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench.stack import ROOT
+from testbed.services import ROOT
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -65,17 +66,15 @@ def machine() -> dict:
 def versions() -> dict:
     """PostgreSQL's and RabbitMQ's versions, as the bench's connections report them."""
     found = {}
-    try:
+    with contextlib.suppress(Exception):  # a version is nice to have, never a reason to fail
         from django.db import connection
 
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")
             found["postgresql"] = cursor.fetchone()[0].split()[0]
-    except Exception:  # a version is nice to have, never a reason to fail
-        pass
     try:
-        done = subprocess.run(["rabbitmqctl", "-q", "version"], capture_output=True, text=True,
-                              timeout=10)
+        done = subprocess.run(["rabbitmqctl", "-q", "version"],  # noqa: S607 - on PATH
+                              capture_output=True, text=True, timeout=10)
         if done.returncode == 0:
             found["rabbitmq"] = done.stdout.strip()
     except (OSError, subprocess.TimeoutExpired):

@@ -14,8 +14,10 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import ClassVar
 
-from bench import celery_baseline, phases, polling, report, setup, stack
+from bench import celery_baseline, phases, polling, report, setup, stack, usage
+from testbed.services import ROOT, Service, WaitFailed, free_port, http_status
 from workers.contract import CONTROL_QUEUE, host_queue, pool_queue, this_host
 
 SIZES = {
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     written = report.write_json(results, args.json)
     say(f"JSON: {', '.join(map(str, written))}")
     docs = args.docs if args.docs is not None else (
-        None if args.small else stack.ROOT / "docs" / "benchmarks.md")
+        None if args.small else ROOT / "docs" / "benchmarks.md")
     if docs:
         report.write_docs(results, table, docs)
         say(f"table kept in {docs}")
@@ -92,7 +94,7 @@ def measure(args, size_name: str, size: dict, run_dir: Path, log_dir: Path) -> d
         ORCH_PIPELINES_DIR=str(setup.pipelines_dir(run_dir)),
         ORCH_WORK_ROOT=str(run_dir / "work"),
         PYTHONUNBUFFERED="1",
-        PYTHONPATH=str(stack.ROOT),
+        PYTHONPATH=str(ROOT),
     )
     env.pop("DJANGO_SETTINGS_MODULE", None)
     setup.django_setup(env)
@@ -110,22 +112,23 @@ def measure(args, size_name: str, size: dict, run_dir: Path, log_dir: Path) -> d
                      "settings": {"clients": CLIENTS, **size,
                                   "poll_interval_s": float(env.get("ORCH_POLL_INTERVAL_S", 2.0))},
                      "scale": scale}
-    port = stack.free_port()
+    port = free_port()
     with ExitStack() as running:
-        def start(service: stack.Service) -> stack.Service:
+        def start(service: Service) -> Service:
             service.start()
             running.callback(service.stop)
             return service
 
-        web = start(stack.gunicorn(env, log_dir, port))
+        web = start(stack.web(env, log_dir, port))
         control = start(stack.control_consumer(env, log_dir))
         beat = start(stack.beat(env, log_dir))
         worker = start(stack.worker(env, log_dir, "local"))
-        stack.wait_http(f"http://127.0.0.1:{port}/api/health/", web)
+        web.wait_for(lambda: http_status(f"http://127.0.0.1:{port}/api/health/") == 200, 60,
+                     "the API to answer healthy")
         for service in (control, worker):
-            stack.wait_log(service, "ready.")
+            service.wait_ready(60)
         time.sleep(1)
-        footprint = {"worker_idle_kib": stack.rss_kib(worker.pid)}
+        footprint = {"worker_idle_kib": usage.rss_kib(worker.pid)}
 
         client_id, secret = setup.client_create("bench")
         token = setup.token_get(f"http://127.0.0.1:{port}", client_id, secret)
@@ -133,7 +136,7 @@ def measure(args, size_name: str, size: dict, run_dir: Path, log_dir: Path) -> d
         say("1. submit throughput")
         results["submit"] = phases.submit_throughput(
             port, token, seconds=size["submit_seconds"], rounds=size["submit_rounds"],
-            clients=CLIENTS, pipeline="noop-idle", cpu_of=lambda: stack.cpu_seconds(web.pid))
+            clients=CLIENTS, pipeline="noop-idle", cpu_of=lambda: usage.cpu_seconds(web.pid))
         purge(broker, [pool_queue(setup.IDLE_POOL_NAME)])
 
         say("3. start latency")
@@ -150,9 +153,9 @@ def measure(args, size_name: str, size: dict, run_dir: Path, log_dir: Path) -> d
                                  pipeline="noop", timeout=600)
         ours["cpu_ms_per_process"] = cpu.per(size["e2e"])
         base_worker = start(stack.baseline_worker(env, log_dir))
-        stack.wait_log(base_worker, "ready.")
+        base_worker.wait_ready(60)
         time.sleep(1)
-        footprint["baseline_worker_idle_kib"] = stack.rss_kib(base_worker.pid)
+        footprint["baseline_worker_idle_kib"] = usage.rss_kib(base_worker.pid)
         baseline = celery_baseline.run(broker, size["e2e"], clients=CLIENTS)
         base_worker.stop()
         results["end_to_end"] = {"ours": ours, "raw_celery": baseline,
@@ -166,14 +169,14 @@ def measure(args, size_name: str, size: dict, run_dir: Path, log_dir: Path) -> d
         results["polling"] = polling.measure(size["poll_handles"], run_dir)
 
         say("6. footprint")
-        web_tree = stack.process_tree(web.pid)
+        web_tree = usage.process_tree(web.pid)
         footprint.update(
-            web_kib=sum(stack.rss_kib(pid) for pid in web_tree),
+            web_kib=sum(usage.rss_kib(pid) for pid in web_tree),
             web_processes=len(web_tree),
-            web_worker_kib=max(stack.rss_kib(pid) for pid in web_tree if pid != web.pid),
-            control_kib=stack.rss_kib(control.pid),
-            beat_kib=stack.rss_kib(beat.pid),
-            worker_after_kib=stack.rss_kib(worker.pid),
+            web_worker_kib=max(usage.rss_kib(pid) for pid in web_tree if pid != web.pid),
+            control_kib=usage.rss_kib(control.pid),
+            beat_kib=usage.rss_kib(beat.pid),
+            worker_after_kib=usage.rss_kib(worker.pid),
         )
         results["footprint"] = footprint
     results["seconds"] = time.time() - started
@@ -184,18 +187,20 @@ class CpuSplit:
     """Where the CPU of a phase went: our processes by name, PostgreSQL and RabbitMQ (all of
     their sessions), and the machine as a whole."""
 
-    SHARED = {"PostgreSQL (machine-wide)": ("postgres",),
-              "RabbitMQ (machine-wide)": ("beam.smp", "erl_child_setup")}
+    SHARED: ClassVar[dict[str, tuple[str, ...]]] = {
+        "PostgreSQL (machine-wide)": ("postgres",),
+        "RabbitMQ (machine-wide)": ("beam.smp", "erl_child_setup"),
+    }
 
-    def __init__(self, services: dict[str, stack.Service]):
+    def __init__(self, services: dict[str, Service]):
         self.services = services
         self.start = self._now()
 
     def _now(self) -> dict[str, float]:
-        now = {name: stack.cpu_seconds(service.pid, reaped=True)
+        now = {name: usage.cpu_seconds(service.pid, reaped=True)
                for name, service in self.services.items()}
-        now.update({name: stack.cpu_by_name(comms) for name, comms in self.SHARED.items()})
-        now["whole machine (every process)"] = stack.machine_busy_seconds()
+        now.update({name: usage.cpu_by_name(comms) for name, comms in self.SHARED.items()})
+        now["whole machine (every process)"] = usage.machine_busy_seconds()
         return now
 
     def per(self, count: int) -> dict[str, float]:
@@ -235,10 +240,10 @@ def target_latency(target, env, log_dir, port, token, samples, running) -> dict:
     service = stack.worker(worker_env, log_dir, pool).start()
     running.callback(service.stop)
     try:
-        stack.wait_log(service, "ready.")
+        service.wait_ready(60)
         return phases.start_latency(port, token, pipeline=name, samples=samples, timeout=120,
                                     stop=True)
-    except RuntimeError as exc:
+    except (RuntimeError, WaitFailed) as exc:
         return {"missing": f"failed: {exc}"}
     finally:
         service.stop()

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.stack import ROOT
+from testbed.services import ROOT
 
 # The bench's pipelines: a no-op on the local pool (end to end, start latency) and the same
 # on a pool no worker serves (submit throughput: nothing consumes what is published).
@@ -167,12 +167,12 @@ def client_create(name: str) -> tuple[str, str]:
 def token_get(base_url: str, client_id: str, secret: str) -> str:
     """A bearer token through the real endpoint, as a client gets one."""
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - our own server, over http
         f"{base_url}/o/token/", data=b"grant_type=client_credentials",
         headers={"Authorization": f"Basic {basic}",
                  "Content-Type": "application/x-www-form-urlencoded"},
     )
-    with urllib.request.urlopen(request, timeout=30) as answer:
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - as above
         return json.load(answer)["access_token"]
 
 

@@ -1,6 +1,6 @@
 """How soon a Slurm job runs, and how many Slurm calls one poll of 1,000 jobs makes.
 
-    python bench/slurm_poll.py [--jobs 1000] [--samples 10]
+    python -m bench.slurm_poll [--jobs 1000] [--samples 10]
 
 Needs the cluster of ``deploy/slurm-cluster.sh start`` (run as root). Measures, for both
 targets (``slurm``: sbatch/squeue; ``slurm_rest``: slurmrestd):
@@ -31,13 +31,11 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from workers.contract import JobSpec, PollItem, Resources, State  # noqa: E402
-from workers.executors import slurm_common  # noqa: E402
-from workers.executors.slurm import SlurmExecutor  # noqa: E402
-from workers.executors.slurm_common import Handle  # noqa: E402
-from workers.executors.slurm_rest import SlurmRestExecutor  # noqa: E402
+from workers.contract import JobSpec, PollItem, Resources, State
+from workers.executors.slurm import cli
+from workers.executors.slurm.cli import SlurmExecutor
+from workers.executors.slurm.handle import Handle
+from workers.executors.slurm.rest import SlurmRestExecutor
 
 # Who the jobs run as, and the REST token for that user: what deploy/slurm-cluster.sh prints.
 JOB_USER = os.environ.get("ORCH_SLURM_USER", "orch-slurm")
@@ -53,7 +51,7 @@ def make_spec(target: str, command: list[str]) -> JobSpec:
 def count_calls(executor, what) -> tuple[float, Counter]:
     """Run ``what()``; return (seconds, Slurm commands and slurmrestd requests it made)."""
     calls: Counter[str] = Counter()
-    real_run, real_request = slurm_common.run_command, getattr(executor, "request", None)
+    real_run, real_request = cli.run_command, getattr(executor, "request", None)
 
     def run(argv, timeout, env=None, user=None):
         calls[argv[0]] += 1
@@ -63,7 +61,7 @@ def count_calls(executor, what) -> tuple[float, Counter]:
         calls[f"{method} {path}"] += 1
         return real_request(method, path, body)
 
-    slurm_common.run_command = run
+    cli.run_command = run
     if real_request is not None:
         executor.request = request
     try:
@@ -71,7 +69,7 @@ def count_calls(executor, what) -> tuple[float, Counter]:
         what()
         return time.perf_counter() - started, calls
     finally:
-        slurm_common.run_command = real_run
+        cli.run_command = real_run
         if real_request is not None:
             del executor.request
 
@@ -106,7 +104,8 @@ def held_jobs(count: int, cleanup: set[str]) -> list[PollItem]:
         name = f"orch-{process_id}"
         cleanup.add(name)
         done = subprocess.run(
-            ["sbatch", "--parsable", "--hold", f"--job-name={name}", "--mem=16M",
+            ["sbatch",  # noqa: S607 - Slurm's, on PATH
+             "--parsable", "--hold", f"--job-name={name}", "--mem=16M",
              "--output=/dev/null", "--wrap=true"],
             capture_output=True, text=True, timeout=30, check=True)
         handle = Handle(done.stdout.strip().split(";")[0], name, int(time.time()) - 1)
@@ -117,12 +116,14 @@ def held_jobs(count: int, cleanup: set[str]) -> list[PollItem]:
 def cancel_named(names: set[str]) -> None:
     if not names:
         return
-    listed = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True,
+    listed = subprocess.run(["squeue", "-h", "-o", "%i %j"],  # noqa: S607 - Slurm's, on PATH
+                            capture_output=True, text=True,
                             timeout=60).stdout
     ids = [line.split()[0] for line in listed.splitlines() if line.split()[1:] and
            line.split()[1] in names]
     for start in range(0, len(ids), 500):
-        subprocess.run(["scancel", *ids[start:start + 500]], timeout=60, check=False)
+        subprocess.run(["scancel", *ids[start:start + 500]],  # noqa: S607 - Slurm's, on PATH
+                       timeout=60, check=False)
 
 
 def main() -> int:
@@ -134,7 +135,7 @@ def main() -> int:
     cleanup: set[str] = set()
     report: dict = {"jobs": args.jobs, "held": True}
     with tempfile.TemporaryDirectory(prefix="slurm-bench-") as work_root:
-        os.chmod(work_root, 0o755)  # the jobs' user must reach it
+        os.chmod(work_root, 0o755)  # noqa: S103 - the jobs' user must reach it
         executors = {
             "slurm": SlurmExecutor("bench", {"work_root": work_root, "partition": "main",
                                              "user": JOB_USER}),

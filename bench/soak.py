@@ -70,7 +70,8 @@ class Api:
 
     def post(self, path: str, body: dict):
         answer = self.call("POST", path, json=body)
-        assert answer.status_code == 201, f"POST {path}: {answer.status_code} {answer.text}"
+        if answer.status_code != 201:
+            raise RuntimeError(f"POST {path}: {answer.status_code} {answer.text}")
         return answer.json()
 
 
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     api = Api(args.url)
     pids = stack_pids()
-    assert pids and all(alive(p) for p in pids.values()), f"the stack is not running: {pids}"
+    if not pids or not all(alive(p) for p in pids.values()):
+        raise RuntimeError(f"the stack is not running: {pids}")
     log_sizes = {log.name: log.stat().st_size for log in LOG_DIR.glob("*.log")}
     started, posted = time.monotonic(), []
     end = started + args.minutes * 60

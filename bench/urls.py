@@ -12,7 +12,7 @@ from orchestration.urls import urlpatterns as product_urls
 class PlainRowSerializer(serializers.ModelSerializer):
     class Meta:
         model = PlainRow
-        fields = ["id", "name", "payload", "created_at"]
+        fields = ("id", "name", "payload", "created_at")
 
 
 class PlainCreateView(generics.CreateAPIView):

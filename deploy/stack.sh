@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start, stop or show the orchestration processes on this machine:
-#   web (gunicorn), control consumer, beat, and one worker per pool of ORCH_POOLS.
+#   web (gunicorn), control consumer, beat (python -m orchestration web|control|beat), and one
+#   worker per pool of ORCH_POOLS (python -m workers).
 #   deploy/stack.sh start | stop | status   (status exits 1 when a process of the stack is not
 #   running or a part is down, as `manage.py health` and GET /api/health/ report it)
 #   ORCH_POOLS="local docker-main" deploy/stack.sh start      (default: local)
@@ -76,18 +77,11 @@ start() {
     for pool in $POOLS; do as_role "pool.$pool" true; done
     echo "  broker users of $USERS_FILE: the control plane's, and each pool's own"
   fi
-  as_role control "$PY" manage.py migrate --noinput -v0
-  as_role control "$PY" manage.py collectstatic --noinput -v0
-  as_role control "$PY" manage.py load_pipelines
-  # Keep-alive past gunicorn's 2 s: a client posting every 2 s otherwise reuses a connection
-  # the server is closing at that moment and gets a reset for its POST.
-  as_role control launch web "$PY" -m gunicorn orchestration.wsgi --bind "127.0.0.1:$PORT" \
-    --workers 2 --threads 4 --keep-alive 30 --access-logfile - --graceful-timeout 5
-  as_role control launch control "$PY" -m celery -A orchestration worker --queues=control \
-    --pool=threads --concurrency=4 --hostname="control@%h" --without-gossip --without-mingle \
-    --loglevel=INFO
-  as_role control launch beat "$PY" -m celery -A orchestration beat --loglevel=INFO \
-    --schedule="var/celerybeat-schedule"
+  as_role control "$PY" -m orchestration prepare  # migrate, collect static, load pipelines
+  # Each part's command line is in orchestration/__main__.py (python -m orchestration --help).
+  as_role control launch web "$PY" -m orchestration web --port "$PORT"
+  as_role control launch control "$PY" -m orchestration control
+  as_role control launch beat "$PY" -m orchestration beat
   for pool in $POOLS; do
     as_role "pool.$pool" launch "worker-$pool" "$PY" -m workers --pool "$pool"
   done

@@ -6,7 +6,7 @@ import os
 from celery import Celery
 
 from orchestration.heartbeats import ConsumerHeartbeatStep
-from workers.contract import celery_config
+from workers.broker_settings import celery_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestration.settings")
 

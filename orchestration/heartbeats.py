@@ -15,36 +15,22 @@ from __future__ import annotations
 import logging
 import time
 
-from celery import bootsteps
 from celery.beat import PersistentScheduler
 from django.conf import settings
 
-from workers.contract import CONTROL_QUEUE
+from workers.contract import CONTROL_QUEUE, TASK_CONSUMER_HEARTBEAT
+from workers.heartbeat import RepeatingStep
 
 log = logging.getLogger(__name__)
 
-TASK_CONSUMER_HEARTBEAT = "orchestration.control.consumer_heartbeat"
 
-
-class ConsumerHeartbeatStep(bootsteps.StartStopStep):
+class ConsumerHeartbeatStep(RepeatingStep):
     """In the control consumer: a heartbeat message to its own queue every interval."""
 
-    requires = {"celery.worker.components:Timer"}
+    def interval_s(self) -> float:
+        return settings.HEARTBEAT_INTERVAL_S
 
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.tref = None
-
-    def start(self, worker):
-        interval = settings.HEARTBEAT_INTERVAL_S
-        self.send(worker)
-        self.tref = worker.timer.call_repeatedly(interval, self.send, (worker,))
-
-    def stop(self, worker):
-        if self.tref is not None:
-            self.tref.cancel()
-
-    def send(self, worker):
+    def tick(self, worker) -> None:
         # Expires: a heartbeat handled long after it was sent would say nothing about now.
         try:
             worker.app.send_task(TASK_CONSUMER_HEARTBEAT, queue=CONTROL_QUEUE,

@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 
 from orchestration.secret_key import secret_key
+from workers.contract import CONTROL_QUEUE, TASK_POLL_POOLS
 from workers.environment import load_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -215,12 +216,12 @@ WORKER_TIMEOUT_S = env.float("ORCH_WORKER_TIMEOUT_S", default=3 * HEARTBEAT_INTE
 LOG_CAP_BYTES = env.int("ORCH_LOG_CAP_BYTES", default=8 * 1024 * 1024)
 LOG_HEAD_BYTES = env.int("ORCH_LOG_HEAD_BYTES", default=64 * 1024)
 
-# --- the control plane's Celery (shared broker settings come from workers.contract) -------------
+# --- the control plane's Celery (shared broker settings: workers.broker_settings) ---------------
 CELERY_BEAT_SCHEDULE = {
     "poll-pools": {
-        "task": "orchestration.control.poll_pools",
+        "task": TASK_POLL_POOLS,
         "schedule": timedelta(seconds=POLL_INTERVAL_S),
-        "options": {"queue": "control", "expires": POLL_INTERVAL_S * 2},
+        "options": {"queue": CONTROL_QUEUE, "expires": POLL_INTERVAL_S * 2},
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

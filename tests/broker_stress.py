@@ -1,6 +1,6 @@
 """Producers and consumers of the embedded broker, each a process of its own, for
 tests/test_embedded_broker.py. They go through kombu with the settings Celery gets from
-``workers.contract.celery_config`` (the product's transport and options, nothing else).
+``workers.broker_settings.celery_config`` (the product's transport and options, nothing else).
 
   python -m tests.broker_stress produce BROKER_FILE QUEUE NAME COUNT RECORD_FILE
       publishes NAME-0 .. NAME-<COUNT-1>; after each publish returns, appends the id to RECORD
@@ -17,7 +17,7 @@ import sys
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
-from workers.contract import celery_config
+from workers.broker_settings import celery_config
 
 
 def connection(broker_file: str) -> Connection:

@@ -31,7 +31,8 @@ def test_json_post_creates_a_process_with_defaults_merged(api):
     assert response.status_code == 201, response.content
     body = response.json()
     assert body["state"] in (State.PENDING, State.QUEUED)
-    assert body["pipeline"] == "sleep" and body["pipeline_version"] == 1
+    assert body["pipeline"] == "sleep"
+    assert body["pipeline_version"] == 1
     process = Process.objects.get(pk=body["id"])
     assert process.used_config == {"seconds": 3}
 
@@ -83,7 +84,7 @@ def test_a_pinned_version_is_used(api):
 
 
 @pytest.mark.parametrize(
-    ("body", "field", "words"),
+    "body, field, words",
     [
         ({"pipeline": "nope"}, "pipeline", "Unknown pipeline 'nope'"),
         ({"used_config": {}}, "pipeline", "required"),
@@ -205,17 +206,19 @@ def test_list_filters_by_state_pipeline_and_time(api):
 def test_status_events_and_stop_of_a_process_not_yet_submitted(api):
     pid = create(api, pipeline="sleep").json()["id"]
     status = api.get(f"{PROCESSES}{pid}/status/").json()
-    assert status["state"] in ("PENDING", "QUEUED") and status["finished"] is False
+    assert status["state"] in ("PENDING", "QUEUED")
+    assert status["finished"] is False
 
     assert api.get(f"{PROCESSES}{pid}/stop/").status_code == 405
     stopped = api.post(f"{PROCESSES}{pid}/stop/")
     assert stopped.status_code == 200
     assert stopped.json()["state"] == "STOPPED"
     again = api.post(f"{PROCESSES}{pid}/stop/")
-    assert again.status_code == 200 and again.json()["state"] == "STOPPED"
+    assert again.status_code == 200
+    assert again.json()["state"] == "STOPPED"
 
     events = api.get(f"{PROCESSES}{pid}/events/").json()
-    assert [e["to"] for e in events][0] == "PENDING"
+    assert events[0]["to"] == "PENDING"
     assert events[0]["from"] is None
     assert events[-1]["to"] == "STOPPED"
     assert [e["to"] for e in events].count("STOPPED") == 1
@@ -248,7 +251,8 @@ def test_health_needs_no_token_and_reports_database_and_broker(client, db):
     response = client.get("/api/health/")
     body = response.json()
     assert body["database"]["ok"] is True
-    assert "broker" in body and "pools" in body
+    assert "broker" in body
+    assert "pools" in body
     assert response.status_code == (200 if body["broker"]["ok"] else 503)
 
 
@@ -265,7 +269,8 @@ def test_client_credentials_token_endpoint(db, client, pipelines):
     basic = base64.b64encode(f"{creds['client_id']}:{creds['client_secret']}".encode()).decode()
     token = client.post("/o/token/", {"grant_type": "client_credentials"},
                         HTTP_AUTHORIZATION=f"Basic {basic}").json()
-    assert token["token_type"] == "Bearer" and set(token["scope"].split()) == {"read", "write"}
+    assert token["token_type"] == "Bearer"
+    assert set(token["scope"].split()) == {"read", "write"}
     response = client.post(PROCESSES, {"pipeline": "hello"},
                            HTTP_AUTHORIZATION=f"Bearer {token['access_token']}")
     assert response.status_code == 201
@@ -307,7 +312,8 @@ def test_a_reused_idempotency_key_with_another_body_is_refused_and_creates_nothi
     # the same request again, its config spelled with the defaults filled in: a replay
     same = api.post(PROCESSES, {"pipeline": "hello", "used_config": {"name": "Ada"}},
                     format="json", **headers)
-    assert same.status_code == 201 and same["Idempotent-Replayed"] == "true"
+    assert same.status_code == 201
+    assert same["Idempotent-Replayed"] == "true"
 
     for body in ({"pipeline": "hello", "used_config": {"name": "Grace"}},
                  {"pipeline": "sleep", "used_config": {"seconds": 1}},

@@ -57,7 +57,8 @@ def test_a_token_is_granted_for_an_hour_and_can_be_revoked(client):
     creds = new_client("robot")
     answer = ask_token(client, creds["client_id"], creds["client_secret"])
     token = answer.json()
-    assert answer.status_code == 200 and 0 < token["expires_in"] <= 3600
+    assert answer.status_code == 200
+    assert 0 < token["expires_in"] <= 3600
     bearer = {"HTTP_AUTHORIZATION": f"Bearer {token['access_token']}"}
     assert client.get(PROCESSES, **bearer).status_code == 200
     revoked = client.post("/o/revoke_token/", {"token": token["access_token"]},
@@ -123,7 +124,8 @@ def test_wrong_secrets_for_one_client_id_are_throttled(client, limit_3):
     for n in range(limit_3):  # from several addresses: the id is what counts here
         assert ask_token(client, victim["client_id"], "guess", f"10.0.0.{n}").status_code == 401
     refused = ask_token(client, victim["client_id"], "guess", "10.0.0.9")
-    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
     assert "too_many_requests" in refused.json()["error"]
     # Another client elsewhere still gets its tokens.
     assert ask_token(client, good["client_id"], good["client_secret"], "10.0.1.1").status_code \
@@ -144,7 +146,8 @@ def test_failures_from_one_address_are_throttled(client, limit_3):
     for n in range(limit_3):  # a different unknown id each time: the address is what counts
         assert ask_token(client, f"guess-{n}", "guess", "10.0.0.7").status_code == 401
     refused = ask_token(client, good["client_id"], good["client_secret"], "10.0.0.7")
-    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
     assert ask_token(client, good["client_id"], good["client_secret"], "10.0.0.8").status_code \
         == 200
 
@@ -158,7 +161,8 @@ def test_api_calls_over_the_rate_are_429_with_retry_after(make_client, pipelines
     _, bob = make_client("bob")
     assert [alice.get(PROCESSES).status_code for _ in range(3)] == [200] * 3
     refused = alice.get(PROCESSES)
-    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
     assert bob.get(PROCESSES).status_code == 200  # another client has its own count
     body = {"pipeline": "hello", "used_config": {}}
     assert alice.post(PROCESSES, body, format="json").status_code == 201  # write: its own rate
@@ -192,13 +196,16 @@ def test_pools_show_a_client_its_own_counts_and_no_workers(make_client, pipeline
         return next(p for p in api.get("/api/pools/").json() if p["name"] == "local")
 
     mine = local(alice)
-    assert mine["status"] == "up" and mine["capacity"] == 4
-    assert "workers" not in mine and "busy" not in mine
+    assert mine["status"] == "up"
+    assert mine["capacity"] == 4
+    assert "workers" not in mine
+    assert "busy" not in mine
     assert "node7" not in json.dumps(alice.get("/api/pools/").json())
     assert mine["pending"] + mine["queued"] == 1  # alice's own, not bob's two
     everyone = local(staff)
     assert everyone["pending"] + everyone["queued"] == 3
-    assert [w["host"] for w in everyone["workers"]] == ["node7"] and everyone["busy"] == 3
+    assert [w["host"] for w in everyone["workers"]] == ["node7"]
+    assert everyone["busy"] == 3
 
 
 # --- create_client ------------------------------------------------------------------------------

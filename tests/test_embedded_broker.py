@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.contract import celery_config
+from workers.broker_settings import celery_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE = "pool.stress"

@@ -43,7 +43,8 @@ def running(process):
     send(process, LOCAL_WORKER, state="SUBMITTED", handle="h1", host="node1")
     send(process, LOCAL_WORKER, state="RUNNING")
     process.refresh_from_db()
-    assert process.state == State.RUNNING and process.host == "node1"
+    assert process.state == State.RUNNING
+    assert process.host == "node1"
     return process
 
 
@@ -109,7 +110,8 @@ def test_the_first_handle_must_be_on_the_reporting_workers_own_host(process):
     # A worker of node2 claiming that the job lives on node1 (whose polls go to node1).
     assert send(process, NODE2, state="SUBMITTED", handle="h1", host="node1") == 0
     process.refresh_from_db()
-    assert process.handle == "" and process.state != State.SUBMITTED
+    assert process.handle == ""
+    assert process.state != State.SUBMITTED
     assert refused() == {"event: a handle reported for another host": 1}
     # Any worker of the pool may have taken the spec: node2's own handle is believed.
     assert send(process, NODE2, state="SUBMITTED", handle="h2", host="node2") == 1

@@ -3,6 +3,7 @@ once, a vanished job declared LOST only after a grace period."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -41,8 +42,9 @@ def history(process):
 
 def test_the_state_machine_only_moves_forward():
     path = [State.PENDING, State.QUEUED, State.SUBMITTED, State.RUNNING, State.STOPPING]
-    for earlier, later in zip(path, path[1:], strict=False):
-        assert can_move(earlier, later) and not can_move(later, earlier)
+    for earlier, later in itertools.pairwise(path):
+        assert can_move(earlier, later)
+        assert not can_move(later, earlier)
     for end in (State.SUCCEEDED, State.FAILED, State.STOPPED, State.LOST):
         assert can_move(State.RUNNING, end)
         assert not any(can_move(end, other) for other in State)
@@ -52,11 +54,14 @@ def test_the_whole_path_is_recorded_once(process):
     apply(process, state="SUBMITTED", handle="h1", host="node1")
     apply(process, state="RUNNING")
     apply(process, state="SUCCEEDED", exit_code=0)
-    assert process.state == State.SUCCEEDED and process.exit_code == 0
-    assert process.handle == "h1" and process.host == "node1"
+    assert process.state == State.SUCCEEDED
+    assert process.exit_code == 0
+    assert process.handle == "h1"
+    assert process.host == "node1"
     assert history(process) == [("", "PENDING"), ("PENDING", "QUEUED"), ("QUEUED", "SUBMITTED"),
                                 ("SUBMITTED", "RUNNING"), ("RUNNING", "SUCCEEDED")]
-    assert process.started_at and process.finished_at
+    assert process.started_at
+    assert process.finished_at
 
 
 def test_a_worker_that_answers_before_the_publish_is_recorded_leaves_no_gap(process):
@@ -80,9 +85,26 @@ def test_duplicate_and_late_events_change_nothing(process):
     apply(process, state="SUBMITTED", handle="other")  # a late duplicate submission
     apply(process, state="SUCCEEDED", exit_code=0)  # two terminal states never swap
     apply(process, state="FAILED", exit_code=3)
-    assert process.state == State.FAILED and process.exit_code == 3
+    assert process.state == State.FAILED
+    assert process.exit_code == 3
     assert process.handle == "h1"
     assert history(process) == before
+
+
+def test_events_that_would_change_nothing_take_no_lock(process, django_assert_num_queries):
+    """One rule (``news_of``) decides what an event changes, on the batch's one read and
+    under the lock: what it finds no news in costs no more than that read."""
+    apply(process, state="RUNNING", handle="h1", log="ab", log_offset=0, log_end=2)
+    apply(process, state="FAILED", exit_code=3)
+    stale = [Event(process_id=str(process.pk), source="test", **fields) for fields in (
+        {"state": "RUNNING"},  # late
+        {"state": "SUCCEEDED", "exit_code": 0},  # two terminal states never swap
+        {"log": "ab", "log_offset": 0, "log_end": 2},  # kept already
+        {"handle": "h2", "host": LOCAL_WORKER.host},  # it has its handle
+        {"missing": True, "message": "gone"},  # it has ended: nothing to declare lost
+    )]
+    with django_assert_num_queries(1):
+        assert events_apply(stale, LOCAL_WORKER) == 0
 
 
 def test_log_bytes_are_kept_once_in_order(process):
@@ -93,7 +115,8 @@ def test_log_bytes_are_kept_once_in_order(process):
     assert process.log_size == 13
     assert process_log_read(process)["text"] == "hello\nwörld\n"
     tail = process_log_read(process, offset=6)
-    assert tail["text"] == "wörld\n" and tail["next_offset"] == 13
+    assert tail["text"] == "wörld\n"
+    assert tail["next_offset"] == 13
 
 
 def test_a_long_log_keeps_its_head_and_its_end(process, settings):
@@ -105,8 +128,10 @@ def test_a_long_log_keeps_its_head_and_its_end(process, settings):
         apply(process, log=line, log_offset=offset, log_end=offset + len(line))
         offset += len(line)
     log = process_log_read(process)
-    assert log["truncated"] and log["skipped"] > 0
-    assert log["text"].startswith("line 00") and log["text"].endswith("line 19 ........\n")
+    assert log["truncated"]
+    assert log["skipped"] > 0
+    assert log["text"].startswith("line 00")
+    assert log["text"].endswith("line 19 ........\n")
     assert process.log_kept <= 100
 
 
@@ -114,7 +139,8 @@ def test_a_missing_job_is_lost_only_after_the_grace_period(process, settings):
     settings.LOST_GRACE_S = 60
     apply(process, state="RUNNING", handle="h1")
     apply(process, missing=True, message="squeue does not know h1")
-    assert process.state == State.RUNNING and process.missing_since is not None
+    assert process.state == State.RUNNING
+    assert process.missing_since is not None
     apply(process, state="RUNNING")  # seen again: the clock restarts
     assert process.missing_since is None
     apply(process, missing=True, message="gone")
@@ -144,7 +170,8 @@ def test_stop_of_a_running_process_goes_through_stopping(process, monkeypatch):
     apply(process, state="SUBMITTED", handle="h1")
     apply(process, state="RUNNING")
     stopped = process_stop(process)
-    assert stopped.state == State.STOPPING and len(sent) == 1
+    assert stopped.state == State.STOPPING
+    assert len(sent) == 1
     apply(process, state="RUNNING")  # a poll that crossed the stop
     assert process.state == State.STOPPING
     apply(process, state="STOPPED", exit_code=143)

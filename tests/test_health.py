@@ -43,11 +43,13 @@ def test_every_part_alive_is_200_and_a_pool_without_worker_is_listed(
     response = client.get(HEALTH)
     body = response.json()
     assert response.status_code == 200, body
-    assert body["status"] == "ok" and body["down"] == []
+    assert body["status"] == "ok"
+    assert body["down"] == []
     assert all(body[part]["ok"] for part in ("database", "broker", "control", "beat"))
     assert body["pools"]["local"] == {"workers": 1, "capacity": 4, "busy": 1}
     # Pools of pipelines/pools/*.yaml with no live worker: reported, yet the API is healthy.
-    assert "docker-main" in body["pools_down"] and "local" not in body["pools_down"]
+    assert "docker-main" in body["pools_down"]
+    assert "local" not in body["pools_down"]
     assert "docker-main" not in body["pools"]
 
 
@@ -57,8 +59,10 @@ def test_a_stale_control_consumer_is_503_naming_it(client, admin_user, control_p
     response = client.get(HEALTH)
     body = response.json()
     assert response.status_code == 503
-    assert body["status"] == "unavailable" and body["down"] == ["control"]
-    assert body["control"]["ok"] is False and "over the" in body["control"]["detail"]
+    assert body["status"] == "unavailable"
+    assert body["down"] == ["control"]
+    assert body["control"]["ok"] is False
+    assert "over the" in body["control"]["detail"]
     assert body["beat"]["ok"] is True
 
 
@@ -80,7 +84,9 @@ def test_the_health_command_prints_every_part_and_exits_1_when_one_is_down(
     call_command("health", stdout=out)  # healthy: returns, exit status 0
     text = out.getvalue()
     assert text.startswith("health: ok")
-    assert "control consumer" in text and "beat" in text and "docker-main" in text
+    assert "control consumer" in text
+    assert "beat" in text
+    assert "docker-main" in text
 
     ServiceHeartbeat.objects.filter(name=ServiceHeartbeat.BEAT).delete()
     out = io.StringIO()

@@ -130,6 +130,17 @@ def test_the_only_import_package_is_orchestration_worker(wheel):
     assert "orchestration_worker/executors/local_runner.py" in names
 
 
+def test_the_wheel_holds_every_module_of_the_worker(wheel):
+    """A package of workers/ left out of pyproject's list would install a worker without
+    that target (its executor found by no import)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    source = ROOT / "workers"
+    modules = {f"orchestration_worker/{path.relative_to(source).as_posix()}"
+               for path in source.rglob("*.py") if "__pycache__" not in path.parts}
+    assert modules - names == set()
+
+
 @pytest.fixture(scope="module")
 def installed(wheel, tmp_path_factory):
     """(python argv, env, cwd, target): the wheel installed into a folder of its own, run from

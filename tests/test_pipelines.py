@@ -51,7 +51,38 @@ def test_a_broken_file_is_reported_by_name_and_the_others_load(folder, capsys):
 
     call_command("load_pipelines", "--dir", str(folder))
     err = capsys.readouterr().err
-    assert "broken.yaml" in err and "wrongtarget.yaml" in err
+    assert "broken.yaml" in err
+    assert "wrongtarget.yaml" in err
+
+
+@pytest.mark.parametrize("target, pool, run, said", [
+    ("local", "local", "{image: orchestration/busybox, command: [id]}",
+     "run: the local target cannot run image 'orchestration/busybox'; use target docker"),
+    ("slurm", "slurm-main", "{image: orchestration/busybox, script: 'hostname'}",
+     "run: the Slurm targets cannot run image 'orchestration/busybox'; use target docker or ecs"),
+    ("docker", "docker-main", "{command: [id]}", "run: the docker target needs run.image"),
+    ("ecs", "ecs-spot", "{image: orchestration/busybox}",
+     "run: the pipeline names no command or script"),
+])
+def test_a_pipeline_asking_its_target_for_what_it_cannot_do_is_refused_when_it_loads(
+        folder, capsys, target, pool, run, said):
+    (folder / "cannot.yaml").write_text(f"name: cannot\ntarget: {target}\npool: {pool}\n"
+                                        f"run: {run}\n")
+    report = pipelines_load(folder)
+    assert report.errors["cannot.yaml"].startswith(said)
+    assert set(report.loaded) == {"hello v1", "sleep v1"}  # the others still load
+    assert not Pipeline.objects.filter(name="cannot").exists()
+    call_command("load_pipelines", "--dir", str(folder))
+    err = capsys.readouterr().err
+    assert f"cannot.yaml: {said}" in err
+
+
+def test_every_refusal_is_named_at_once(folder):
+    (folder / "cannot.yaml").write_text(
+        "name: cannot\ntarget: local\npool: local\nrun: {image: busybox}\n")
+    assert pipelines_load(folder).errors["cannot.yaml"] == (
+        "run: the local target cannot run image 'busybox'; use target docker; "
+        "the pipeline names no command or script")
 
 
 def test_an_edited_file_is_a_new_version_and_old_processes_keep_theirs(folder, admin_user):
@@ -64,8 +95,10 @@ def test_an_edited_file_is_a_new_version_and_old_processes_keep_theirs(folder, a
     assert "sleep v1" in report.unchanged
     new, _ = process_create(pipeline="hello", used_config={}, owner=admin_user)
     old.refresh_from_db()
-    assert old.pipeline_version.number == 1 and old.used_config == {"name": "world"}
-    assert new.pipeline_version.number == 2 and new.used_config == {"name": "everyone"}
+    assert old.pipeline_version.number == 1
+    assert old.used_config == {"name": "world"}
+    assert new.pipeline_version.number == 2
+    assert new.used_config == {"name": "everyone"}
     assert pipelines_load(folder).loaded == []  # unchanged again: no new version
 
 
@@ -88,11 +121,13 @@ def test_a_pool_with_an_unknown_or_mistyped_setting_is_refused_by_name(folder, s
         f"name: rogue\ntarget: local\nsettings: {settings_yaml}\n")
     report = pipelines_load(folder)
     assert named in report.errors["pools/rogue.yaml"]
-    assert "local" in report.pools and "rogue" not in report.pools  # the others still load
+    assert "local" in report.pools  # the others still load
+    assert "rogue" not in report.pools
     assert not Pool.objects.filter(name="rogue").exists()
     call_command("load_pipelines", "--dir", str(folder))
     err = capsys.readouterr().err
-    assert "rogue.yaml" in err and "settings." in err
+    assert "rogue.yaml" in err
+    assert "settings." in err
 
 
 @pytest.mark.parametrize("target, settings, named", [
@@ -135,7 +170,7 @@ def test_a_pipeline_may_ask_for_root_and_nothing_else_and_its_runs_carry_it(tmp_
     (tmp_path / "as-root.yaml").write_text(base % "root")
     assert parse_pipeline(tmp_path / "as-root.yaml").run["user"] == "root"
     (tmp_path / "as-root.yaml").write_text(base % "alice")
-    with pytest.raises(DefinitionError, match="run.user"):
+    with pytest.raises(DefinitionError, match=r"run\.user"):
         parse_pipeline(tmp_path / "as-root.yaml")
     # a pipeline that asks nothing keeps the definition (and digest) it always had
     (tmp_path / "as-root.yaml").write_text(base.replace(", user: %s", ""))

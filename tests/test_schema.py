@@ -73,7 +73,8 @@ def test_the_schema_is_valid_openapi_3_generated_without_a_warning(tmp_path):
 
 def test_every_route_and_method_served_is_in_the_schema(schema):
     routes = served_routes()
-    assert "/api/processes/{id}/stop/" in routes and "/o/token/" in routes, routes
+    assert "/api/processes/{id}/stop/" in routes, routes
+    assert "/o/token/" in routes, routes
     documented = {path: {m.upper() for m in item} for path, item in schema["paths"].items()}
     assert documented == routes
 
@@ -116,7 +117,8 @@ def test_every_error_answer_of_the_api_is_the_one_error_shape(schema):
 def test_a_token_is_described_as_the_client_credentials_flow_at_o_token(schema):
     scheme = schema["components"]["securitySchemes"]["oauth2"]
     flow = scheme["flows"]["clientCredentials"]
-    assert flow["tokenUrl"] == "/o/token/" and set(flow["scopes"]) == {"read", "write"}
+    assert flow["tokenUrl"] == "/o/token/"
+    assert set(flow["scopes"]) == {"read", "write"}
     for path, method, operation in operations(schema):
         if path.startswith("/api/") and path != "/api/health/":
             scope = "read" if method == "GET" else "write"
@@ -130,10 +132,12 @@ def test_a_token_is_described_as_the_client_credentials_flow_at_o_token(schema):
 @pytest.mark.django_db  # the throttle counts the request in the database
 def test_swagger_ui_is_served_from_this_server_with_no_cdn(client):
     page = client.get("/api/docs/")
-    assert page.status_code == 200 and page["Content-Type"].startswith("text/html")
+    assert page.status_code == 200
+    assert page["Content-Type"].startswith("text/html")
     html = page.content.decode()
     urls = re.findall(r'(?:src|href)="([^"]+)"', html)
-    assert urls and not [u for u in urls if re.match(r"(https?:)?//", u)], urls
+    assert urls, urls
+    assert not [u for u in urls if re.match(r"(https?:)?//", u)], urls
     scripts = [u for u in urls if u.endswith(".js")]
     assert any("swagger-ui-bundle" in u for u in scripts), urls
     for url in scripts:  # each file is shipped by drf-spectacular-sidecar, collected by us

@@ -91,7 +91,9 @@ def test_a_worker_given_its_pools_keys_of_both_masters_opens_across_the_rotation
     keys(NEW, OLD)
     new = seal({"API_TOKEN": f"{VALUE}-new"}, **bound)
     pool_keys = pool_keys_text("local")
-    assert len(pool_keys.split(",")) == 2 and NEW not in pool_keys and OLD not in pool_keys
+    assert len(pool_keys.split(",")) == 2
+    assert NEW not in pool_keys
+    assert OLD not in pool_keys
 
     # The worker: its pool's keys only, no master key.
     monkeypatch.delenv("ORCH_SECRETS_KEYS")
@@ -119,7 +121,8 @@ def test_rotate_secrets_reseals_so_the_new_key_alone_opens(keys, old_processes):
     keys(NEW, OLD)  # a second run changes nothing
     before = dict(Process.objects.values_list("pk", "secret_env"))
     said = rotate()
-    assert "re-sealed 0 process(es)" in said and "2 already were" in said
+    assert "re-sealed 0 process(es)" in said
+    assert "2 already were" in said
     assert dict(Process.objects.values_list("pk", "secret_env")) == before
 
 
@@ -193,7 +196,8 @@ def test_unbound_values_open_nowhere_until_the_migration_binds_them_to_their_pro
     with pytest.raises(SecretsError, match="sealed for another process"):
         unseal(moved, process_id=finished.pk, pool="local")
     said = rotate()  # bound with the newest key already: nothing left to do
-    assert "re-sealed 0 process(es)" in said and "2 already were" in said
+    assert "re-sealed 0 process(es)" in said
+    assert "2 already were" in said
 
 
 def test_without_a_master_key_the_migration_changes_nothing_and_makes_no_key(

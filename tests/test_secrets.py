@@ -67,7 +67,8 @@ def test_a_secret_is_accepted_kept_sealed_and_shown_nowhere(
     assert response.status_code == 201, response.content
     pid = response.json()["id"]
     process = Process.objects.get(pk=pid)
-    assert process.secret_env and VALUE not in process.secret_env
+    assert process.secret_env
+    assert VALUE not in process.secret_env
     assert unseal(process.secret_env, process_id=pid, pool="local") == {"API_TOKEN": VALUE}
 
     # Neither the value nor its sealed text in any answer, the replayed POST included.
@@ -82,19 +83,22 @@ def test_a_secret_is_accepted_kept_sealed_and_shown_nowhere(
     for answer in answers:
         assert answer.status_code in (200, 201), answer.content
         text = answer.content.decode()
-        assert VALUE not in text and process.secret_env not in text
+        assert VALUE not in text
+        assert process.secret_env not in text
         assert "secret" not in text
     assert answers[-1]["Idempotent-Replayed"] == "true"
     assert Process.objects.count() == 1
 
     for event in ProcessEvent.objects.filter(process=process):
         assert VALUE not in event.detail
-    assert VALUE not in caplog.text and process.secret_env not in caplog.text
+    assert VALUE not in caplog.text
+    assert process.secret_env not in caplog.text
 
     # The job spec on its way to the broker carries it sealed, and the worker's key opens it.
     [message] = sent
     assert message["name"] == TASK_SUBMIT
-    assert VALUE not in json.dumps(message["args"]) and VALUE not in message["argsrepr"]
+    assert VALUE not in json.dumps(message["args"])
+    assert VALUE not in message["argsrepr"]
     spec = JobSpec.from_dict(message["args"][0]["body"])  # inside its signed envelope
     assert spec.secret_env == process.secret_env
     assert "API_TOKEN" not in spec.env
@@ -119,7 +123,7 @@ def test_form_encoded_secrets_are_json_text(api, declared):
 
 
 @pytest.mark.parametrize(
-    ("body", "words"),
+    "body, words",
     [
         ({"pipeline": "hello", "secrets": {"NOPE": VALUE}},
          "secrets.NOPE: not declared by the pipeline; it declares API_TOKEN, OTHER."),
@@ -168,7 +172,8 @@ def test_a_rerun_gets_the_secrets_sealed_again_for_itself(api, declared, admin_u
     first = process_list(admin_user).get(pk=response.json()["id"])
     again = process_rerun(first, owner=admin_user)
     assert again.pk != first.pk
-    assert again.secret_env and VALUE not in again.secret_env
+    assert again.secret_env
+    assert VALUE not in again.secret_env
     assert again.secret_env != first.secret_env
     assert opened(messaging.job_spec(again)) == {"API_TOKEN": VALUE, "OTHER": "b"}
     assert opened(messaging.job_spec(first)) == {"API_TOKEN": VALUE, "OTHER": "b"}
@@ -256,7 +261,8 @@ def test_a_malformed_or_missing_pool_key_is_named_never_shown(monkeypatch, tmp_p
     monkeypatch.setenv("ORCH_POOL_SECRETS_KEYS", f"{good},not-a-key-7f3a")
     with pytest.raises(SecretsError, match="key 2 of 2 in ORCH_POOL_SECRETS_KEYS") as bad:
         unseal(sealed_somewhere, process_id=A, pool="local")
-    assert "not-a-key-7f3a" not in str(bad.value) and good not in str(bad.value)
+    assert "not-a-key-7f3a" not in str(bad.value)
+    assert good not in str(bad.value)
 
 
 def test_the_admin_shows_neither_the_value_nor_its_sealed_text(api, declared, client, admin_user):
@@ -268,4 +274,6 @@ def test_the_admin_shows_neither_the_value_nor_its_sealed_text(api, declared, cl
         assert page.status_code == 200
         text = page.content.decode()
         assert str(process.pk) in text
-        assert VALUE not in text and process.secret_env not in text and "secret_env" not in text
+        assert VALUE not in text
+        assert process.secret_env not in text
+        assert "secret_env" not in text

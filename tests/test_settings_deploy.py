@@ -52,7 +52,8 @@ def test_debug_is_off_unless_set(tmp_path):
 def test_a_local_set_up_makes_its_secret_key_once(tmp_path):
     first = read_settings(clean_env(tmp_path))["key"]
     key_file = tmp_path / "var" / "secret-key"
-    assert len(first) >= 50 and key_file.read_text().strip() == first
+    assert len(first) >= 50
+    assert key_file.read_text().strip() == first
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert read_settings(clean_env(tmp_path))["key"] == first  # kept across restarts
     given = "a-given-key-" + "x" * 50
@@ -92,4 +93,5 @@ def test_check_deploy_warns_without_them(tmp_path):
                     SECRET_KEY="K7pQ2vX9-zR4mW8nB3cY6tF1hJ5sL0dG_aE7uI2oP9kV4xN8qM3wZ6rT1yH5bC0")
     done = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert done.returncode != 0
-    assert "security.W004" in done.stderr and "security.W008" in done.stderr
+    assert "security.W004" in done.stderr
+    assert "security.W008" in done.stderr

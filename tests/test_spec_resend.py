@@ -45,4 +45,5 @@ def test_a_running_or_finished_process_is_never_sent_again(pipelines, monkeypatc
     monkeypatch.setattr(messaging, "send_job_spec", lambda process: sent.append(process.pk))
     process = queued(30)
     Process.objects.filter(pk=process.pk).update(state=State.RUNNING)
-    assert specs_resend() == 0 and sent == []
+    assert specs_resend() == 0
+    assert sent == []

@@ -80,10 +80,12 @@ def test_a_withdrawn_version_is_still_listed_and_its_processes_keep_it(api):
     detail = api.get("/api/pipelines/hello/").json()
     assert {v["number"]: v["withdrawn"] for v in detail["versions"]} == {2: True, 1: False}
     # The pipeline is shown as a new run would use it: v1, runnable.
-    assert detail["version"] == 1 and detail["withdrawn"] is False
+    assert detail["version"] == 1
+    assert detail["withdrawn"] is False
     assert detail["defaults"] == {"name": "world"}
     process = api.get(f"{PROCESSES}{first['id']}/").json()
-    assert process["pipeline_version"] == 2 and process["used_config"] == {"name": "everyone"}
+    assert process["pipeline_version"] == 2
+    assert process["used_config"] == {"name": "everyone"}
 
 
 def test_a_re_run_of_a_withdrawn_version_is_refused(api, admin_user):

@@ -120,7 +120,8 @@ def _start_again_without(names: list[str], inherited: dict[str, str],
         os.set_inheritable(read, True)
         env[credential.CREDENTIAL_FD_ENV] = str(read)
     # sys.orig_argv, not `-m workers`: a wrapper (the drills' chaos worker) starts again too.
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    # (S606 audits every exec: this one is our own interpreter with our own command line.)
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)  # noqa: S606
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from . import log_masking
-from .contract import celery_config
+from .broker_settings import celery_config
 
 app = Celery("orchestration-worker")
 app.conf.update(celery_config())

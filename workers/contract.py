@@ -1,7 +1,8 @@
 """The contract between the control plane and the worker pools.
 
-Both sides import this module and nothing else of each other: it names the queues, the
-task names, the states and the three kinds of message that cross the broker.
+Both sides import this module and nothing else of each other: it names the targets (and
+what a job may ask of each), the queues, the task names, the states and the three kinds of
+message that cross the broker. How both sides connect to the broker: ``workers.broker_settings``.
 
 - A **job spec** goes from the control plane to ``pool.<name>``: everything a worker needs to
   start one run, self-contained (a worker has no database).
@@ -20,26 +21,78 @@ only on what the control plane signed.
 from __future__ import annotations
 
 import enum
-import os
 import socket
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import kombu.transport
+# --- targets ------------------------------------------------------------------------------------
 
-from .environment import load_env, project_root
 
-# --- queues -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TargetFacts:
+    """One kind of target: where its executor is and what a job on it may ask for."""
+
+    name: str
+    # Its executor's class, under ``workers.executors`` (imported lazily, by that package).
+    executor: str
+    # Its handles live on one host: polls, cancels and log reads must reach that host.
+    host_bound: bool = False
+    # True: a job runs in the image ``run.image`` names, and needs one. False: a job runs on
+    # the target's own hosts, and an image is refused.
+    runs_image: bool = False
+    # A job needs ``run.command`` or ``run.script`` (False: the image's own command may run).
+    needs_command: bool = True
+    # The executor opens the job's secrets itself in ``start``, to keep the values out of what
+    # the target saves with the job (Slurm stores a job's environment); otherwise the worker
+    # opens them into ``spec.env`` before ``submit``.
+    opens_secrets: bool = False
+    # How a refusal names it ("the <name> target" when empty), and the targets it suggests
+    # for a job that asks it for an image.
+    called: str = ""
+    images_instead: tuple[str, ...] = ()
+
+
+# Every target kind, named once: pipelines name one, pools serve one, each has an executor, and
+# everything else that lists targets (the models' choices, the executors' registry) derives
+# from this table. Adding a target: its executor module, and one entry here.
+TARGET_TABLE = (
+    TargetFacts("local", "local.LocalExecutor", host_bound=True, images_instead=("docker",)),
+    TargetFacts("docker", "docker.DockerExecutor", host_bound=True, runs_image=True,
+                needs_command=False),
+    TargetFacts("slurm", "slurm.cli.SlurmExecutor", opens_secrets=True,
+                called="the Slurm targets", images_instead=("docker", "ecs")),
+    TargetFacts("slurm_rest", "slurm.rest.SlurmRestExecutor", opens_secrets=True,
+                called="the Slurm targets", images_instead=("docker", "ecs")),
+    TargetFacts("ecs", "ecs.EcsExecutor", runs_image=True),
+)
+TARGET_FACTS = {target.name: target for target in TARGET_TABLE}
+TARGETS = tuple(TARGET_FACTS)
+HOST_BOUND_TARGETS = frozenset(t.name for t in TARGET_TABLE if t.host_bound)
+
+
+def job_refusals(target: str, *, image: str | None, script: str | None,
+                 command: list[str] | None) -> list[str]:
+    """What a job asks of ``target`` that the target cannot do, one message each ([] when it
+    can run the job). Checked when a pipeline file loads, and again by every executor before
+    it starts a job (a job spec from an older control plane)."""
+    facts = TARGET_FACTS.get(target)
+    if facts is None:
+        return [f"unknown target {target!r}; known: {', '.join(TARGETS)}"]
+    refusals = []
+    if image and not facts.runs_image:
+        refusals.append(f"{facts.called or f'the {target} target'} cannot run image {image!r}; "
+                        f"use target {' or '.join(facts.images_instead)}")
+    if facts.runs_image and not image:
+        refusals.append(f"the {target} target needs run.image in the pipeline")
+    if facts.needs_command and not (command or script):
+        refusals.append("the pipeline names no command or script")
+    return refusals
+
+
+# --- queues -------------------------------------------------------------------------------------
 
 CONTROL_QUEUE = "control"
-
-# Every target kind, named once: pipelines name one, pools serve one, each has an executor.
-TARGETS = ("local", "docker", "slurm", "slurm_rest", "ecs")
-
-# Targets whose handles live on one host: polls, cancels and log reads must reach that host.
-HOST_BOUND_TARGETS = frozenset({"local", "docker"})
 
 
 def pool_queue(pool: str) -> str:
@@ -64,98 +117,6 @@ def this_host() -> str:
     return socket.gethostname().split(".")[0]
 
 
-# --- the broker, configured alike on both sides ----------------------------------------------
-
-
-EMBEDDED_BROKER_URL = "sqlite://"
-EMBEDDED_BROKER_FILE = "var/broker.sqlite3"
-
-
-def celery_config(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Celery settings both sides share, from ``ORCH_BROKER_URL`` (the environment, then
-    ``.env``: see ``workers.environment``).
-
-    The default broker needs no server: the embedded broker, one SQLite file
-    (``workers.sqlite_broker``), so the quick start runs on a laptop; deployments use RabbitMQ
-    (``amqp://...``). Delivery is at least once: a message is acknowledged after its task ran,
-    and a worker that dies mid-task gets it redelivered; every task is safe to run twice.
-    """
-    if env is None:
-        load_env()
-        env = os.environ
-    url = env.get("ORCH_BROKER_URL") or EMBEDDED_BROKER_URL
-    options: dict[str, Any] = {}
-    if url.startswith("filesystem"):
-        raise ValueError("ORCH_BROKER_URL=filesystem:// is not supported: kombu's file-system "
-                         "transport can lose messages (kombu #1551). Use the embedded default "
-                         "(sqlite://, or leave ORCH_BROKER_URL unset) or amqp://...")
-    if url.startswith("sqlite"):
-        options = {"path": str(embedded_broker_path(url)), "polling_interval": 0.1}
-        url = EMBEDDED_BROKER_URL
-    elif url.startswith(("amqp", "pyamqp")):
-        options = {"confirm_publish": True}  # a publish returns once the broker has it
-    # A pool's worker (``python -m workers --pool`` sets ORCH_POOL) has its own broker user on
-    # RabbitMQ, allowed only its pool's queues and publishing to ``control``
-    # (deploy/broker-users.sh): it must not touch any other name.
-    own_user = url.startswith(("amqp", "pyamqp")) and bool(env.get("ORCH_POOL"))
-    return {
-        "broker_url": url,
-        "broker_transport_options": options,
-        "broker_connection_retry_on_startup": True,
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "task_ignore_result": True,
-        "result_backend": None,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        # After a broker restart with tasks running, Celery lowers the prefetch count and raises
-        # it again from the pool's threads as each task ends: with --pool=threads those calls
-        # share the consumer's connection with the main loop and the worker hangs, consuming
-        # nothing, with messages unacknowledged (drill 3). Keep the prefetch count as it is.
-        "worker_enable_prefetch_count_reduction": False,
-        "task_default_queue": CONTROL_QUEUE,
-        "worker_hijack_root_logger": False,
-        "worker_send_task_events": False,
-        "task_send_sent_event": False,
-        **(POOL_WORKER_BROKER_SETTINGS if own_user else {}),
-    }
-
-
-def publish_as_pool_worker(name, args, kwargs, options, task=None, **_):
-    """Celery's route for what a pool's worker publishes: its events and heartbeats go to the
-    ``control`` exchange, declaring nothing (declaring ``control`` would need a right on the
-    queue that also lets one delete it); a retry goes back through its own queue's exchange.
-    Celery would otherwise send through the default exchange, which reaches every queue."""
-    queue = options.get("queue")  # a kombu Queue once Celery has looked the name up
-    if name.startswith("orchestration.control.") or getattr(queue, "name", "") == CONTROL_QUEUE:
-        return {"exchange": CONTROL_QUEUE, "routing_key": CONTROL_QUEUE, "declare": []}
-    if queue is not None:
-        return {"exchange": queue.exchange.name, "routing_key": queue.routing_key}
-    # A retry of a message that came through a named exchange: Celery names it already.
-    return {"declare": []} if options.get("exchange") else None
-
-
-POOL_WORKER_BROKER_SETTINGS: dict[str, Any] = {
-    "task_routes": [publish_as_pool_worker],
-    # Remote control (``celery inspect``) needs the ``celery.pidbox`` exchanges: nothing here
-    # uses it, and a pool's user may not declare them. (The worker also runs without gossip,
-    # mingle and Celery's heartbeat events, which would need ``celeryev``.)
-    "worker_enable_remote_control": False,
-}
-
-
-
-def embedded_broker_path(url: str) -> Path:
-    """The embedded broker's file: ``sqlite://`` is var/broker.sqlite3 of the project,
-    ``sqlite:///relative/file`` is taken from the project's root, ``sqlite:////abs/file`` is
-    absolute (the convention of SQLAlchemy and DATABASE_URL)."""
-    kombu.transport.TRANSPORT_ALIASES.setdefault(
-        "sqlite", f"{__package__}.sqlite_broker:Transport")
-    path = url.removeprefix("sqlite:").removeprefix("//")
-    path = path[1:] if path.startswith("/") else path
-    return project_root() / (path or EMBEDDED_BROKER_FILE)
-
 # --- task names (the wire names; each side registers its own function under them) --------------
 
 TASK_SUBMIT = "orchestration.worker.submit"
@@ -163,6 +124,9 @@ TASK_POLL = "orchestration.worker.poll"
 TASK_CANCEL = "orchestration.worker.cancel"
 TASK_APPLY_EVENTS = "orchestration.control.apply_events"
 TASK_HEARTBEAT = "orchestration.control.heartbeat"
+# The control plane's own tasks, sent and consumed by it alone through ``control``.
+TASK_POLL_POOLS = "orchestration.control.poll_pools"
+TASK_CONSUMER_HEARTBEAT = "orchestration.control.consumer_heartbeat"
 
 
 # --- states ---------------------------------------------------------------------------------------

@@ -18,26 +18,40 @@ log = logging.getLogger(__name__)
 INTERVAL_S = float(os.environ.get("ORCH_HEARTBEAT_INTERVAL_S", "10"))
 
 
+class RepeatingStep(bootsteps.StartStopStep):
+    """A boot step that calls ``tick(worker)`` as the worker starts and every ``interval_s()``
+    seconds after, until it stops: the workers' heartbeats and the control consumer's."""
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def interval_s(self) -> float:
+        raise NotImplementedError
+
+    def tick(self, worker) -> None:
+        raise NotImplementedError
+
+    def start(self, worker):
+        self.tick(worker)
+        self.tref = worker.timer.call_repeatedly(self.interval_s(), self.tick, (worker,))
+
+    def stop(self, worker):
+        if self.tref is not None:
+            self.tref.cancel()
+
+
 def install(app, *, pool: str, target: str) -> None:
     if not pool:
         return
 
-    class HeartbeatStep(bootsteps.StartStopStep):
-        requires = {"celery.worker.components:Timer"}
+    class HeartbeatStep(RepeatingStep):
+        def interval_s(self) -> float:
+            return INTERVAL_S
 
-        def __init__(self, worker, **kwargs):
-            super().__init__(worker, **kwargs)
-            self.tref = None
-
-        def start(self, worker):
-            self.beat(worker)
-            self.tref = worker.timer.call_repeatedly(INTERVAL_S, self.beat, (worker,))
-
-        def stop(self, worker):
-            if self.tref is not None:
-                self.tref.cancel()
-
-        def beat(self, worker):
+        def tick(self, worker) -> None:
             from celery.worker.state import active_requests
 
             beat = Heartbeat(pool=pool, host=this_host(), target=target, version=__version__,

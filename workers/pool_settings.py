@@ -74,7 +74,7 @@ def strings(pattern: str, what: str) -> Check:
 
 
 def strategy(v: Any) -> str | None:
-    """ECS capacity_provider_strategy: ``[{capacity_provider, weight, base}]`` (ecs.py also
+    """ECS capacity_provider_strategy: ``[{capacity_provider, weight, base}]`` (ecs/pool.py also
     reads the API's spelling ``capacityProvider``)."""
     what = "a list of {capacity_provider: NAME, weight: N, base: N}"
     if not isinstance(v, list):
@@ -92,9 +92,9 @@ def strategy(v: Any) -> str | None:
 
 
 PATH = text(r"[^\x00-\x1f\x7f]{1,4096}", "a file system path")
-# Slurm paths go into #SBATCH lines: the characters slurm_common.SAFE_PATH allows.
+# Slurm paths go into #SBATCH lines: the characters slurm.run_dirs.SAFE_PATH allows.
 SLURM_PATH = text(r"[A-Za-z0-9_./@+,=-]{1,4096}", "a path of letters, digits and _ . / @ + , = -")
-SLURM_NAME = text(r"[A-Za-z0-9_.,:@+=-]{1,200}", "a Slurm name")  # slurm_common.SETTING_VALUE
+SLURM_NAME = text(r"[A-Za-z0-9_.,:@+=-]{1,200}", "a Slurm name")  # slurm.batch_script.SETTING_VALUE
 USER = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", "a user name")
 SECONDS = number(0)
 POSITIVE = number(0.001)
@@ -143,6 +143,7 @@ ALLOWED: dict[str, dict[str, Check]] = {
         # worker's own user, refused for a root worker). Never root.
         "job_user": local_job_user,
         "job_uids": local_uid_range,
+        "keep_work_dir": boolean,
     },
     "docker": {
         "docker_host": url("unix", "tcp", "ssh", "http", "https", user_for=("ssh",)),

@@ -76,11 +76,11 @@ def _master_texts(create: bool) -> tuple[str, list[str]]:
     if not create:
         return f"ORCH_SECRETS_KEY_FILE ({path} does not exist)", []
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key()
+    new_key = Fernet.generate_key()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(key)
-    return str(path), [key.decode()]
+        out.write(new_key)
+    return str(path), [new_key.decode()]
 
 
 def _split(text: str) -> list[str]:

@@ -290,14 +290,17 @@ class Channel(virtual.Channel):
 class Transport(virtual.Transport):
     Channel = Channel
     polling_interval = 0.1
-    default_port = 0
+    # kombu's base infers its attributes' types from their values (None, a one-error tuple);
+    # a transport overrides them with its own, as kombu's own transports do.
+    default_port = 0  # type: ignore[assignment]
     driver_type = "sqlite"
     driver_name = "sqlite3"
     implements = virtual.Transport.implements.extend(
         asynchronous=False, exchange_type=frozenset(["direct", "topic", "fanout"]))
     # A file locked past busy_timeout (or a full disk) is a connection error: Celery hands its
     # messages back and reconnects instead of dying with them.
-    connection_errors = (*virtual.Transport.connection_errors, sqlite3.OperationalError)
+    connection_errors = (  # type: ignore[assignment]
+        *virtual.Transport.connection_errors, sqlite3.OperationalError)
 
     def __init__(self, client, **kwargs):
         super().__init__(client, **kwargs)

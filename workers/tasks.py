@@ -88,10 +88,12 @@ def submit(self, envelope: dict) -> str | None:
             countdown = min(2 ** self.request.retries, SUBMIT_RETRY_MAX_S)
             log.warning("submit of %s failed, retry in %s s: %s", spec.process_id, countdown, exc)
             raise self.retry(exc=exc, countdown=countdown) from exc
-        return _fail(spec, source, exc)
+        _fail(spec, source, exc)
+        return None
     # Secrets this worker cannot open, an unknown target: retrying can never help.
     except (SecretsError, ValueError) as exc:
-        return _fail(spec, source, exc)
+        _fail(spec, source, exc)
+        return None
     host = submission.host or executor.host
     # Built once, as the target answers: resent after a broker outage, they keep that time.
     events = [Event(spec.process_id, source, state=State.SUBMITTED, handle=submission.handle,

@@ -7,13 +7,15 @@ drf-spectacular finds the extensions below by their base classes once this modul
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.contrib.django_oauth_toolkit import DjangoOAuthToolkitScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
-TOKEN_URL = "/o/token/"
+TOKEN_URL = "/o/token/"  # noqa: S105 - the token endpoint's path, no secret in it
 REVOKE_URL = "/o/revoke_token/"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -123,7 +125,7 @@ OAUTH_ERROR = {
     },
 }
 
-TOKEN_OPERATION = {
+TOKEN_OPERATION: dict[str, Any] = {
     "operationId": "oauth_token_create",
     "summary": "A bearer token for an OAuth2 client (client-credentials grant)",
     "description": "Authenticate with the client's id and secret, as HTTP Basic (`curl -u "

@@ -28,7 +28,8 @@ def rate_hit(key: str, period_s: int) -> int:
     start, _ = _window(period_s, time.time())
     table = connection.ops.quote_name(RateCounter._meta.db_table)
     # PostgreSQL and SQLite (>= 3.35) both take this upsert: one statement, no lost update.
-    sql = (f"INSERT INTO {table} (key, window_start, hits) VALUES (%s, %s, 1) "
+    # Only the model's own table name, quoted, is formatted in; the values are parameters.
+    sql = (f"INSERT INTO {table} (key, window_start, hits) VALUES (%s, %s, 1) "  # noqa: S608
            f"ON CONFLICT (key) DO UPDATE SET "
            f"hits = CASE WHEN {table}.window_start = excluded.window_start "
            f"THEN {table}.hits + 1 ELSE 1 END, window_start = excluded.window_start "
@@ -47,6 +48,15 @@ def rate_hits(keys: list[str], period_s: int) -> int:
 
 def seconds_to_next_window(period_s: int) -> int:
     return _window(period_s, time.time())[1]
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """(requests, seconds per window) of a rate in DRF's format ("120/min"), read by DRF's own
+    parser, which uses nothing of the throttle it is a method of (hence no instance)."""
+    limit, period_s = SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
+    if limit is None or period_s is None:  # DRF's answer to no rate at all
+        raise ValueError(f"not a rate: {rate!r}")
+    return limit, period_s
 
 
 def client_key(request) -> str:
@@ -72,7 +82,7 @@ class ClientRateThrottle(BaseThrottle):
         rate = (api_settings.DEFAULT_THROTTLE_RATES or {}).get(scope)
         if not rate:
             return True
-        limit, period_s = SimpleRateThrottle.parse_rate(self, rate)
+        limit, period_s = parse_rate(str(rate))  # a str: the stubs type the rates as numbers
         hits = rate_hit(f"api:{scope}:{client_key(request)}", period_s)
         self.retry_after = seconds_to_next_window(period_s)
         return hits <= limit

@@ -71,7 +71,8 @@ class FailedClientAuthThrottle:
         window = settings.TOKEN_FAILURE_WINDOW_S
         if rate_hits(keys, window) >= settings.TOKEN_FAILURE_LIMIT:
             return too_many_failures()
-        response = super().post(request, *args, **kwargs)
+        # A mixin: the post it calls is the oauth2_provider view's it is mixed into.
+        response = super().post(request, *args, **kwargs)  # type: ignore[misc]
         if response.status_code == 401:
             for key in keys:
                 rate_hit(key, window)

@@ -7,7 +7,7 @@ from apps.pipelines.services import pipeline_versions_withdraw
 class PipelineVersionInline(admin.TabularInline):
     model = PipelineVersion
     fk_name = "pipeline"
-    fields = ["number", "label", "target", "pool", "source_file", "loaded_at", "withdrawn"]
+    fields = ("number", "label", "target", "pool", "source_file", "loaded_at", "withdrawn")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -16,11 +16,11 @@ class PipelineVersionInline(admin.TabularInline):
 
 @admin.register(Pipeline)
 class PipelineAdmin(admin.ModelAdmin):
-    list_display = ["name", "latest_version", "active", "created_at"]
-    list_filter = ["active"]
-    search_fields = ["name"]
-    readonly_fields = ["name", "latest_version", "active", "created_at"]
-    inlines = [PipelineVersionInline]
+    list_display = ("name", "latest_version", "active", "created_at")
+    list_filter = ("active",)
+    search_fields = ("name",)
+    readonly_fields = ("name", "latest_version", "active", "created_at")
+    inlines = (PipelineVersionInline,)
 
     def has_add_permission(self, request):  # pipelines come from their YAML files
         return False
@@ -28,11 +28,11 @@ class PipelineAdmin(admin.ModelAdmin):
 
 @admin.register(PipelineVersion)
 class PipelineVersionAdmin(admin.ModelAdmin):
-    list_display = ["pipeline", "number", "label", "target", "pool", "loaded_at", "withdrawn"]
-    list_filter = ["withdrawn", "target", "pool"]
+    list_display = ("pipeline", "number", "label", "target", "pool", "loaded_at", "withdrawn")
+    list_filter = ("withdrawn", "target", "pool")
     # Read-only, ``withdrawn`` too: it changes through the actions below, which say what they did.
-    readonly_fields = [f.name for f in PipelineVersion._meta.fields]
-    actions = ["withdraw", "restore"]
+    readonly_fields = tuple(f.name for f in PipelineVersion._meta.fields)
+    actions = ("withdraw", "restore")
 
     def has_add_permission(self, request):
         return False
@@ -56,8 +56,8 @@ class PoolAdmin(admin.ModelAdmin):
     is), so they come only from pipelines/pools/<name>.yaml, checked against the target's
     allow-list when ``manage.py load_pipelines`` loads them."""
 
-    list_display = ["name", "target", "capacity", "queued_limit_s", "source_file"]
-    readonly_fields = [f.name for f in Pool._meta.fields]
+    list_display = ("name", "target", "capacity", "queued_limit_s", "source_file")
+    readonly_fields = tuple(f.name for f in Pool._meta.fields)
 
     def has_add_permission(self, request):
         return False
@@ -68,6 +68,6 @@ class PoolAdmin(admin.ModelAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ["pool", "host", "name", "target", "version", "capacity", "busy", "last_seen"]
-    list_filter = ["pool"]
-    readonly_fields = [f.name for f in Worker._meta.fields]
+    list_display = ("pool", "host", "name", "target", "version", "capacity", "busy", "last_seen")
+    list_filter = ("pool",)
+    readonly_fields = tuple(f.name for f in Worker._meta.fields)

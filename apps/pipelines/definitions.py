@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from workers.contract import TARGETS
+from workers.contract import TARGETS, job_refusals
 from workers.pool_settings import settings_errors
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -111,13 +111,19 @@ def parse_pipeline(path: Path) -> PipelineDefinition:
     errors = config_errors(schema, defaults)
     if errors:
         raise DefinitionError(f"defaults do not match config_schema: {errors[0]}")
+    run = _run(data.get("run"))
+    # Refused here, when the file loads, rather than by a worker when a run of it starts.
+    refusals = job_refusals(target, image=run["image"], script=run["script"],
+                            command=run["command"])
+    if refusals:
+        raise DefinitionError(f"run: {'; '.join(refusals)}")
     return PipelineDefinition(
         name=name,
         label=str(data.get("version", "")),
         description=str(data.get("description", "")).strip(),
         target=target,
         pool=pool,
-        run=_run(data.get("run")),
+        run=run,
         resources=parse_resources(data.get("resources") or {}),
         config_schema=schema,
         defaults=defaults,

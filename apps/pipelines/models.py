@@ -4,6 +4,8 @@ A pipeline keeps every version it ever had: an edited file becomes a new version
 process points at the version it ran with, never at "the latest".
 """
 
+from typing import ClassVar
+
 from django.db import models
 
 from workers.contract import TARGETS
@@ -22,7 +24,9 @@ class Pool(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name"]
+        # A list, not a tuple: the migrations record lists, and makemigrations would take a
+        # tuple for changed options.
+        ordering: ClassVar[list[str]] = ["name"]
 
     def __str__(self) -> str:
         return self.name
@@ -38,7 +42,7 @@ class Pipeline(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering: ClassVar[list[str]] = ["name"]
 
     def __str__(self) -> str:
         return self.name
@@ -74,10 +78,10 @@ class PipelineVersion(models.Model):
     withdrawn = models.BooleanField(default=False)
 
     class Meta:
-        ordering = ["pipeline__name", "-number"]
-        constraints = [
-            models.UniqueConstraint(fields=["pipeline", "number"], name="one_number_per_version")
-        ]
+        ordering: ClassVar[list[str]] = ["pipeline__name", "-number"]
+        constraints = (
+            models.UniqueConstraint(fields=["pipeline", "number"], name="one_number_per_version"),
+        )
 
     def __str__(self) -> str:
         return f"{self.pipeline.name} v{self.number}"
@@ -98,9 +102,9 @@ class Worker(models.Model):
     last_seen = models.DateTimeField()
 
     class Meta:
-        ordering = ["pool", "host", "name"]
-        constraints = [models.UniqueConstraint(fields=["pool", "host", "name"],
-                                               name="one_row_per_worker")]
+        ordering: ClassVar[list[str]] = ["pool", "host", "name"]
+        constraints = (models.UniqueConstraint(fields=["pool", "host", "name"],
+                                               name="one_row_per_worker"),)
 
     def __str__(self) -> str:
         return f"{self.pool}: {self.name or self.host}"
@@ -121,9 +125,9 @@ class ServiceHeartbeat(models.Model):
     last_seen = models.DateTimeField()
 
     class Meta:
-        ordering = ["name", "host"]
-        constraints = [models.UniqueConstraint(fields=["name", "host"],
-                                               name="one_row_per_service_and_host")]
+        ordering: ClassVar[list[str]] = ["name", "host"]
+        constraints = (models.UniqueConstraint(fields=["name", "host"],
+                                               name="one_row_per_service_and_host"),)
 
     def __str__(self) -> str:
         return f"{self.name}@{self.host}"
@@ -141,7 +145,7 @@ class RefusedReport(models.Model):
     last_detail = models.CharField(max_length=500, blank=True)
 
     class Meta:
-        ordering = ["reason"]
+        ordering: ClassVar[list[str]] = ["reason"]
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.count}"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import cached_property
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -60,14 +61,41 @@ def last_service_heartbeat(name: str) -> ServiceHeartbeat | None:
     return ServiceHeartbeat.objects.filter(name=name).order_by("-last_seen").first()
 
 
+class QueuedTooLong:
+    """The one rule for "waiting too long": QUEUED for longer than its pool's
+    ``queued_limit_s`` (no live worker, a full pool, a lost job spec). Shown, never failed
+    for it. ``limits`` (pool name -> seconds) are read with one query, when first needed,
+    unless given; ``now`` is fixed when the rule is made."""
+
+    def __init__(self, limits: dict[str, int] | None = None, now=None):
+        self.limits, self.now = limits, now or timezone.now()
+
+    @cached_property
+    def cutoffs(self) -> dict[str, datetime]:
+        """Per pool, the time before which a process queued has waited too long."""
+        limits = self.limits
+        if limits is None:
+            limits = dict(Pool.objects.values_list("name", "queued_limit_s"))
+        return {pool: self.now - timedelta(seconds=limit) for pool, limit in limits.items()}
+
+    def condition(self) -> Q:
+        """The processes waiting too long, for a query."""
+        condition = Q(pk__in=[])
+        for pool, cutoff in self.cutoffs.items():
+            condition |= Q(pool=pool, queued_at__lt=cutoff)
+        return Q(state=State.QUEUED) & condition
+
+    def __call__(self, process) -> bool:
+        """Whether ``process``, at hand, waits too long (no query when it is not QUEUED)."""
+        if process.state != State.QUEUED or process.queued_at is None:
+            return False
+        cutoff = self.cutoffs.get(process.pool)
+        return cutoff is not None and process.queued_at < cutoff
+
+
 def queued_too_long(now=None) -> Q:
-    """Processes QUEUED for longer than their pool's ``queued_limit_s``: shown as waiting too
-    long (no live worker, a full pool, a lost job spec), never failed for it."""
-    now = now or timezone.now()
-    condition = Q(pk__in=[])
-    for name, limit in Pool.objects.values_list("name", "queued_limit_s"):
-        condition |= Q(pool=name, queued_at__lt=now - timedelta(seconds=limit))
-    return Q(state=State.QUEUED) & condition
+    """Processes QUEUED for longer than their pool's ``queued_limit_s``: see QueuedTooLong."""
+    return QueuedTooLong(now=now).condition()
 
 
 def pool_overview(processes=None, *, staff: bool = True) -> list[dict]:

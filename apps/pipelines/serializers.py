@@ -6,7 +6,7 @@ from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
 class PipelineVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = PipelineVersion
-        fields = ["number", "label", "digest", "source_file", "loaded_at", "withdrawn"]
+        fields = ("number", "label", "digest", "source_file", "loaded_at", "withdrawn")
 
 
 class PipelineSerializer(serializers.ModelSerializer):
@@ -14,7 +14,9 @@ class PipelineSerializer(serializers.ModelSerializer):
     latest, with ``withdrawn`` true, when every version is)."""
 
     version = serializers.IntegerField(source="shown_version.number")
-    label = serializers.CharField(source="shown_version.label")
+    # A declared field named like Field's own ``label`` attribute: DRF's metaclass moves it into
+    # the declared fields, so nothing clashes at run time; the stubs see a str attribute.
+    label = serializers.CharField(source="shown_version.label")  # type: ignore[assignment]
     description = serializers.CharField(source="shown_version.description")
     target = serializers.CharField(source="shown_version.target")
     pool = serializers.CharField(source="shown_version.pool.name")
@@ -27,24 +29,25 @@ class PipelineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Pipeline
-        fields = ["name", "version", "label", "description", "target", "pool", "run",
-                  "resources", "config_schema", "defaults", "secrets", "withdrawn"]
+        fields: tuple[str, ...] = (
+            "name", "version", "label", "description", "target", "pool", "run", "resources",
+            "config_schema", "defaults", "secrets", "withdrawn")
 
 
 class PipelineDetailSerializer(PipelineSerializer):
     versions = PipelineVersionSerializer(many=True)
 
     class Meta(PipelineSerializer.Meta):
-        fields = [*PipelineSerializer.Meta.fields, "versions"]
+        fields = (*PipelineSerializer.Meta.fields, "versions")
 
 
 class WorkerSerializer(serializers.ModelSerializer):
     class Meta:
         model = Worker
-        fields = ["host", "version", "capacity", "busy", "started_at", "last_seen"]
+        fields = ("host", "version", "capacity", "busy", "started_at", "last_seen")
 
 
 class PoolSerializer(serializers.ModelSerializer):
     class Meta:
         model = Pool
-        fields = ["name", "target", "capacity", "queued_limit_s"]
+        fields = ("name", "target", "capacity", "queued_limit_s")

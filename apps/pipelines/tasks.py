@@ -10,7 +10,7 @@ from django.db import DatabaseError, InterfaceError
 
 from apps.pipelines.models import ServiceHeartbeat
 from apps.pipelines.services import service_heartbeat
-from orchestration.heartbeats import TASK_CONSUMER_HEARTBEAT
+from workers.contract import TASK_CONSUMER_HEARTBEAT
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ HIDDEN_FIELDS = ("idempotency_key", "secret_env")
 
 class ProcessEventInline(admin.TabularInline):
     model = ProcessEvent
-    fields = ["at", "recorded_at", "from_state", "to_state", "source", "detail"]
+    fields = ("at", "recorded_at", "from_state", "to_state", "source", "detail")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -39,15 +39,15 @@ class WaitingTooLongFilter(admin.SimpleListFilter):
 
 @admin.register(Process)
 class ProcessAdmin(admin.ModelAdmin):
-    list_display = ["id", "pipeline", "state", "owner", "pool", "exit_code", "created_at"]
-    list_filter = ["state", WaitingTooLongFilter, "pipeline", "pool"]
-    search_fields = ["id", "handle"]
+    list_display = ("id", "pipeline", "state", "owner", "pool", "exit_code", "created_at")
+    list_filter = ("state", WaitingTooLongFilter, "pipeline", "pool")
+    search_fields = ("id", "handle")
     date_hierarchy = "created_at"
-    list_select_related = ["pipeline", "owner"]
-    exclude = list(HIDDEN_FIELDS)
-    readonly_fields = [f.name for f in Process._meta.fields if f.name not in HIDDEN_FIELDS]
-    inlines = [ProcessEventInline]
-    actions = ["stop", "rerun"]
+    list_select_related = ("pipeline", "owner")
+    exclude = HIDDEN_FIELDS
+    readonly_fields = tuple(f.name for f in Process._meta.fields if f.name not in HIDDEN_FIELDS)
+    inlines = (ProcessEventInline,)
+    actions = ("stop", "rerun")
 
     def has_add_permission(self, request):  # runs start through the API or "re-run"
         return False

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,7 +23,7 @@ from apps.pipelines.refusals import message_refused, refusals_count
 from apps.processes import messaging
 from apps.processes.clock import observed_at
 from apps.processes.models import Process, ProcessLogChunk
-from apps.processes.transitions import move
+from apps.processes.transitions import move, move_to_queued
 from workers.contract import HOST_BOUND_TARGETS, Event, State, can_move, is_terminal
 from workers.signing import Sender, SignatureError, master_keys, verify_report
 
@@ -62,7 +62,8 @@ def events_apply(events: list[Event], sender: Sender) -> int:
     current = {str(p.pk): p for p in Process.objects.filter(pk__in=ids).only(
         "state", "handle", "host", "pool", "target", "log_size", "log_cursor",
         "missing_since")}
-    changed, refused = 0, Counter()
+    changed = 0
+    refused: Counter[str] = Counter()
     for event in events:
         process = current.get(event.process_id)
         if process is None:
@@ -70,7 +71,7 @@ def events_apply(events: list[Event], sender: Sender) -> int:
             continue
         try:
             source_check(process, event, sender)
-            if _brings_news(process, event):
+            if news_of(process, event):
                 changed += event_apply(event, sender)
         except EventRefused as exc:
             refused[exc.reason] += 1
@@ -99,24 +100,37 @@ def source_check(process: Process, event: Event, sender: Sender) -> None:
                            f"a handle on {event.host!r} reported from {sender.host!r}")
 
 
-def _brings_news(process: Process, event: Event) -> bool:
-    if event.missing or process.missing_since is not None:
-        return True
-    if event.handle and not process.handle:
-        return True
-    if event.log_end is not None and event.log_end > process.log_size:
-        return True
-    if event.log_cursor and event.log_cursor != process.log_cursor:
-        return True
-    if event.state is None:
-        return False
-    return can_move(process.state, event.state) or _runs_after_stop(process, event)
+@dataclass(frozen=True)
+class News:
+    """What an event would change of a process, as ``news_of`` decides it."""
+
+    handle: bool = False  # the job's first handle (and host)
+    log: bool = False  # output bytes past those kept
+    log_cursor: bool = False  # the target's new resume token
+    missing: bool = False  # the target does not know the job: on the way to LOST (or STOPPED)
+    seen_again: bool = False  # a state of a job that was missing: missing no more
+    state: State | None = None  # a move forward
+    cancel: bool = False  # a job that reached its target after its process was stopped
+
+    def __bool__(self) -> bool:
+        return any(vars(self).values())
 
 
-def _runs_after_stop(process: Process, event: Event) -> bool:
-    """A job that reached its target after its process was stopped (a late submission)."""
-    return (process.state == State.STOPPED and bool(event.handle)
-            and event.state is not None and not is_terminal(event.state))
+def news_of(process: Process, event: Event) -> News:
+    """What applying ``event`` would change of ``process``: the one place that decides it.
+    Asked on the batch's one read (an event without news takes no lock) and again under the
+    row lock, where it says what to write. Reads only the fields ``events_apply`` loads."""
+    to = State(event.state) if event.state else None
+    return News(
+        handle=bool(event.handle) and not process.handle,
+        log=event.log_end is not None and event.log_end > process.log_size,
+        log_cursor=bool(event.log_cursor) and event.log_cursor != process.log_cursor,
+        missing=event.missing and not is_terminal(process.state),
+        seen_again=not event.missing and to is not None and process.missing_since is not None,
+        state=to if to is not None and can_move(process.state, to) else None,
+        cancel=(process.state == State.STOPPED and bool(event.handle) and to is not None
+                and not is_terminal(to)),
+    )
 
 
 @transaction.atomic
@@ -127,43 +141,40 @@ def event_apply(event: Event, sender: Sender) -> bool:
     # Again under the lock: another host's worker may have reported the handle meanwhile.
     source_check(process, event, sender)
     event = replace(event, source=sender.source)
+    news = news_of(process, event)
     fields: list[str] = []
-    if event.handle and not process.handle:
-        process.handle, process.host = event.handle, event.host or ""
+    if news.handle:
+        process.handle, process.host = event.handle or "", event.host or ""
         fields += ["handle", "host"]
-    if event.log_end is not None:
+    if news.log:
         fields += _log_append(process, event)
-    if event.log_cursor and event.log_cursor != process.log_cursor:
-        process.log_cursor = event.log_cursor
+    if news.log_cursor:
+        process.log_cursor = event.log_cursor or ""
         fields.append("log_cursor")
-    if event.missing:
+    if news.missing:
         fields += _missing(process, event)
-    elif process.missing_since is not None and event.state:
+    if news.seen_again:
         process.missing_since = None
         fields.append("missing_since")
-    if event.state:
-        fields += _state(process, event)
+    if news.cancel:
+        log.info("process %s was stopped before %s started: cancelling it", process.pk,
+                 event.handle)
+        transaction.on_commit(lambda: messaging.send_cancel(process))
+    if news.state:
+        fields += _state(process, event, news.state)
     if fields:
         process.save(update_fields=sorted(set(fields) | {"updated_at"}))
     return bool(fields)
 
 
-def _state(process: Process, event: Event) -> list[str]:
-    to = State(event.state)
-    if process.state == State.STOPPING and to == State.RUNNING:
-        return []
-    if _runs_after_stop(process, event):
-        log.info("process %s was stopped before %s started: cancelling it", process.pk,
-                 event.handle)
-        transaction.on_commit(lambda: messaging.send_cancel(process))
-        return []
+def _state(process: Process, event: Event, to: State) -> list[str]:
     fields = []
     # When the worker saw it, not when it is applied: a consumer that was down applies old news.
     at = observed_at(event.at)
     if process.state == State.PENDING and can_move(State.QUEUED, to):
         # A worker answered before the web process marked the publish: the spec was sent.
-        fields += move(process, State.QUEUED, "control", f"sent to pool {process.pool} "
-                       "(its worker answered before the publish was recorded)", at=at)
+        fields += move_to_queued(
+            process, "its worker answered before the publish was recorded", at=at)
     moved = move(process, to, event.source, event.message, at=at)
     fields += moved
     if moved and is_terminal(to):
@@ -182,10 +193,9 @@ def _default_message(state: State, exit_code: int | None) -> str:
 
 
 def _missing(process: Process, event: Event) -> list[str]:
-    """The target no longer knows the handle. The executor already asked its second sources
-    (sacct, the exit-code file); only after a grace period is the job declared gone."""
-    if is_terminal(process.state):
-        return []
+    """The target no longer knows the handle of an unfinished job. The executor already asked
+    its second sources (sacct, the exit-code file); only after a grace period is the job
+    declared gone."""
     now = timezone.now()
     if process.missing_since is None:
         process.missing_since = now
@@ -202,14 +212,16 @@ def _missing(process: Process, event: Event) -> list[str]:
 
 
 def _log_append(process: Process, event: Event) -> list[str]:
-    if event.log_end <= process.log_size:
-        return []  # a duplicate: these bytes are already kept
+    """Keep the bytes of ``event`` past those kept already (a duplicate brings none)."""
+    end = event.log_end
+    if end is None:  # no end, no bytes to keep (news_of asks for one before this is called)
+        return []
     data = event.log.encode()
     start = max(event.log_offset or 0, process.log_size)
     text = data[start - (event.log_offset or 0):].decode("utf-8", errors="replace")
-    ProcessLogChunk.objects.create(process=process, offset=start, end=event.log_end, text=text)
-    process.log_size = event.log_end
-    process.log_kept += event.log_end - start
+    ProcessLogChunk.objects.create(process=process, offset=start, end=end, text=text)
+    process.log_size = end
+    process.log_kept += end - start
     fields = ["log_size", "log_kept"]
     if process.log_kept > settings.LOG_CAP_BYTES:
         fields += _log_trim(process)

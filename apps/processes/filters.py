@@ -41,4 +41,4 @@ class ProcessFilter(filters.FilterSet):
 
     class Meta:
         model = Process
-        fields = ["state", "pipeline", "created_after", "created_before", "finished_after"]
+        fields = ("state", "pipeline", "created_after", "created_before", "finished_after")

@@ -79,7 +79,10 @@ def health_report() -> dict:
     db, db_detail = database_ok()
     broker, broker_detail = broker_ok()
     unknown = {"ok": None, "detail": "unknown while the database is unavailable"}
-    control, beat, pools, pools_down, refused = unknown, unknown, {}, [], {}
+    control, beat = unknown, unknown
+    pools: dict[str, dict] = {}
+    pools_down: list[str] = []
+    refused: dict = {}
     if db:
         try:
             control = heartbeat_state(ServiceHeartbeat.CONTROL)
@@ -89,7 +92,7 @@ def health_report() -> dict:
         except (DatabaseError, InterfaceError) as exc:  # it went away between two queries
             db, db_detail = False, str(exc)
             control, beat, pools, pools_down, refused = unknown, unknown, {}, [], {}
-    parts = {
+    parts: dict[str, dict] = {
         "database": {"ok": db, "detail": db_detail},
         "broker": {"ok": broker, "detail": broker_detail},
         "control": control,
@@ -116,10 +119,10 @@ def public_report(report: dict) -> dict:
 class HealthView(APIView):
     """No token needed (load balancers, humans); a staff token or session sees the details."""
 
-    permission_classes: list = []
+    permission_classes = ()
     # Health must answer while the database is away: no throttle counts (they live in the
     # database), and a caller who cannot be authenticated then is simply anonymous.
-    throttle_classes: list = []
+    throttle_classes = ()
 
     def perform_authentication(self, request):
         try:
@@ -130,8 +133,9 @@ class HealthView(APIView):
     @extend_schema(
         summary="The health of every part (no token needed)",
         description="Anyone sees each part's state; a staff token or session sees its details.",
-        # A token is optional here: {} is "no authentication" in OpenAPI's terms.
-        auth=[{"oauth2": ["read"]}, {"cookieAuth": []}, {}],
+        # A token is optional here: {} is "no authentication" in OpenAPI's terms. (The stubs
+        # type ``auth`` as names; drf-spectacular takes OpenAPI security requirements.)
+        auth=[{"oauth2": ["read"]}, {"cookieAuth": []}, {}],  # type: ignore[list-item]
         responses={
             200: OpenApiResponse(HealthSerializer, description="Every part is up."),
             429: AUTH_ERRORS[429],

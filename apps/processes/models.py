@@ -2,6 +2,7 @@
 every state it went through, and its log chunks the bounded copy of its output."""
 
 import uuid
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -62,9 +63,11 @@ class Process(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        # A list, not a tuple: the migrations record lists, and makemigrations would take a
+        # tuple for changed options.
+        ordering: ClassVar[list[str]] = ["-created_at"]
         verbose_name_plural = "processes"
-        indexes = [
+        indexes = (
             models.Index(fields=["-created_at"], name="process_created"),
             models.Index(fields=["application", "-created_at"], name="process_app_created"),
             models.Index(fields=["owner", "-created_at"], name="process_owner_created"),
@@ -73,7 +76,7 @@ class Process(models.Model):
                 fields=["state", "pool"], name="process_active",
                 condition=Q(state__in=sorted(s.value for s in ACTIVE_STATES)),
             ),
-        ]
+        )
 
     def __str__(self) -> str:
         return f"{self.pipeline_id and self.pipeline.name} {self.id} {self.state}"
@@ -93,8 +96,8 @@ class ProcessEvent(models.Model):
     detail = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["at", "id"]
-        indexes = [models.Index(fields=["process", "at"], name="event_process_at")]
+        ordering: ClassVar[list[str]] = ["at", "id"]
+        indexes = (models.Index(fields=["process", "at"], name="event_process_at"),)
 
     def __str__(self) -> str:
         return f"{self.from_state or '-'} -> {self.to_state}"
@@ -110,10 +113,10 @@ class ProcessLogChunk(models.Model):
     text = models.TextField()
 
     class Meta:
-        ordering = ["offset"]
-        constraints = [
-            models.UniqueConstraint(fields=["process", "offset"], name="one_chunk_per_offset")
-        ]
+        ordering: ClassVar[list[str]] = ["offset"]
+        constraints = (
+            models.UniqueConstraint(fields=["process", "offset"], name="one_chunk_per_offset"),
+        )
 
     def __str__(self) -> str:
         return f"bytes {self.offset}-{self.end}"

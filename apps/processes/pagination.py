@@ -9,8 +9,9 @@ is what a client can use for such a number anyway. Pages past the estimated end 
 from __future__ import annotations
 
 import json
+from typing import cast
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
@@ -79,9 +80,11 @@ class ProcessPagination(PageNumberPagination):
         return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data):
+        # DRF calls this after paginate_queryset, which made the page with our paginator.
+        paginator = cast(BoundedCountPaginator, cast(Page, self.page).paginator)
         return Response({
-            "count": self.page.paginator.count,
-            "count_exact": self.page.paginator.exact,
+            "count": paginator.count,
+            "count_exact": paginator.exact,
             "next": self.get_next_link(),
             "previous": self.get_previous_link(),
             "results": data,

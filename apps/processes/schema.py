@@ -88,12 +88,16 @@ class HealthPartSerializer(serializers.Serializer):
 
 
 class HealthPoolSerializer(serializers.Serializer):
-    workers = serializers.IntegerField()
-    capacity = serializers.IntegerField()
-    busy = serializers.IntegerField()
+    """A pool with live workers: how many, and their slots."""
+
+    workers = serializers.IntegerField(help_text="Workers heard from lately.")
+    capacity = serializers.IntegerField(help_text="Their slots, all together.")
+    busy = serializers.IntegerField(help_text="Slots busy now.")
 
 
 class HealthRefusedSerializer(serializers.Serializer):
+    """Messages refused for one reason (staff only): forged, unsigned, from another pool."""
+
     count = serializers.IntegerField()
     last_seen = serializers.DateTimeField()
     last_detail = serializers.CharField(help_text="What the last one claimed (not trusted).")

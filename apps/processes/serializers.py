@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from apps.pipelines.models import Pool
+from apps.pipelines.selectors import QueuedTooLong
 from apps.processes.input_limits import MAX_DEPTH, too_deep, too_deep_message
 from apps.processes.models import STATE_CHOICES, Process, ProcessEvent
-from workers.contract import State
+
+if TYPE_CHECKING:  # the stubs' alias: not installed with the server
+    from django_stubs_ext import StrOrPromise
 
 
 class StrictCharField(serializers.CharField):
@@ -26,7 +27,7 @@ class ConfigField(serializers.Field):
     """A JSON object, given as JSON or (form-encoded, as seed 001 posts it) as a JSON string.
     Empty means "the pipeline's defaults"."""
 
-    default_error_messages = {
+    default_error_messages: ClassVar[dict[str, StrOrPromise]] = {
         "not_json": "Not valid JSON: {error}.",
         "not_object": "Must be a JSON object such as {{\"seconds\": 5}}, not {kind}.",
         "too_deep": "{field}: " + too_deep_message(),
@@ -63,7 +64,7 @@ class SecretsField(ConfigField):
     """Secret env values, ``{"API_TOKEN": "..."}``: write-only, as JSON or (form-encoded) as a
     JSON string. Names and values are checked against the pipeline in services."""
 
-    default_error_messages = {
+    default_error_messages: ClassVar[dict[str, StrOrPromise]] = {
         "not_object": "Must be a JSON object such as {{\"API_TOKEN\": \"...\"}}, not {kind}.",
     }
 
@@ -93,29 +94,26 @@ class ProcessSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Process
-        fields = [
+        fields = (
             "id", "pipeline", "pipeline_version", "state", "used_config", "owner", "pool",
             "target", "handle", "host", "exit_code", "message", "log_size", "created_at",
             "queued_at", "submitted_at", "started_at", "finished_at", "updated_at",
             "waiting_too_long", "urls",
-        ]
+        )
 
     def get_waiting_too_long(self, process) -> bool:
         """QUEUED for longer than its pool's ``queued_limit``: it waits, it is not failed."""
-        if process.state != State.QUEUED or process.queued_at is None:
-            return False
-        limits = self.context.get("queued_limits")
-        if limits is None:  # one query per response, shared by every process of a page
-            limits = dict(Pool.objects.values_list("name", "queued_limit_s"))
-            self.context["queued_limits"] = limits
-        limit = limits.get(process.pool)
-        return limit is not None and timezone.now() - process.queued_at > timedelta(seconds=limit)
+        rule = self.context.get("queued_too_long")
+        if rule is None:  # at most one query per response, shared by every process of a page
+            rule = QueuedTooLong(self.context.get("queued_limits"))
+            _shared(self)["queued_too_long"] = rule
+        return rule(process)
 
     def get_urls(self, process):
         base = self.context.get("processes_url")
         if base is None:  # one reverse per response: the router's URLs of one process
             base = reverse("process-list", request=self.context.get("request"))
-            self.context["processes_url"] = base
+            _shared(self)["processes_url"] = base
         detail = f"{base}{process.pk}/"
         return {"detail": detail, **{name: f"{detail}{name}/" for name in ACTIONS}}
 
@@ -147,6 +145,13 @@ class ProcessSerializer(serializers.ModelSerializer):
         }
 
 
+def _shared(serializer: serializers.BaseSerializer) -> dict[str, Any]:
+    """The context of ``serializer``: the dict its view passed, the root serializer's and so
+    one per response, shared by the serializer of every process of a page. Typed a Mapping by
+    the stubs, it is that dict, so what a serializer caches there the next one finds."""
+    return cast(dict[str, Any], serializer.context)
+
+
 # The actions of a process, as the router names them under its detail URL.
 ACTIONS = ("status", "stop", "events", "logs")
 _DATETIME = serializers.DateTimeField()
@@ -162,7 +167,7 @@ class ProcessStatusSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Process
-        fields = ["id", "state", "finished", "exit_code", "message", "updated_at"]
+        fields = ("id", "state", "finished", "exit_code", "message", "updated_at")
 
     def get_finished(self, process) -> bool:
         return process.finished_at is not None

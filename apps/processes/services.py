@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import uuid
+from typing import TypedDict
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -22,7 +23,7 @@ from apps.processes.input_limits import (
     value_problems,
 )
 from apps.processes.models import Process, ProcessEvent
-from apps.processes.transitions import transition
+from apps.processes.transitions import transition, transition_to_queued
 from workers.contract import POLLED_STATES, State, is_terminal
 from workers.secrets import SecretsError, seal, unseal
 
@@ -63,6 +64,15 @@ def secret_errors(declared: list[str], secrets: dict) -> list[str]:
 
 def idempotency_scope(owner, application) -> str:
     return f"app-{application.pk}" if application is not None else f"user-{owner.pk}"
+
+
+class _Request(TypedDict):
+    """What a create asked, as ``_replay`` compares it with the first process of its key."""
+
+    pipeline: str
+    version: int | None
+    used_config: dict
+    secrets: dict | None
 
 
 class IdempotencyKeyReused(Exception):
@@ -109,7 +119,7 @@ def process_create(
     if refused:  # before anything reads, compares or stores what the database cannot hold
         raise ValidationError(refused)
     key = f"{idempotency_scope(owner, application)}/{idempotency_key}" if idempotency_key else None
-    request = {"pipeline": pipeline, "version": version, "used_config": used_config,
+    request: _Request = {"pipeline": pipeline, "version": version, "used_config": used_config,
                "secrets": secrets}
     if key and (first := Process.objects.filter(idempotency_key=key).first()):
         return _replay(first, **request), False
@@ -168,8 +178,7 @@ def process_publish(process: Process) -> bool:
     except Exception as exc:  # the broker is down: the sweep retries, the API still answers
         log.warning("process %s not published yet: %s", process.id, exc)
         return False
-    transition(process.pk, State.QUEUED, "control", f"sent to pool {process.pool}",
-               spec_sent_at=timezone.now())
+    transition_to_queued(process.pk, spec_sent_at=timezone.now())
     process.refresh_from_db(fields=["state", "queued_at", "spec_sent_at", "updated_at"])
     return True
 

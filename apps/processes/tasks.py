@@ -14,7 +14,7 @@ from django.db import DatabaseError, InterfaceError
 from apps.pipelines.services import pipelines_load, worker_heartbeat_receive
 from apps.processes.events import events_receive
 from apps.processes.polling import outbox_sweep, pools_poll, specs_resend
-from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT
+from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, TASK_POLL_POOLS
 from workers.signing import master_keys
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def heartbeat(envelope: dict) -> None:
         log.warning("a worker's heartbeat not recorded: %s", exc)
 
 
-@shared_task(name="orchestration.control.poll_pools", acks_late=False)
+@shared_task(name=TASK_POLL_POOLS, acks_late=False)
 def poll_pools() -> int:
     """One round of the poll loop. A round the database cannot serve is skipped: the next one
     comes in POLL_INTERVAL_S and asks about everything again."""

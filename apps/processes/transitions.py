@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import transaction
@@ -10,6 +11,9 @@ from django.db import transaction
 from apps.processes.clock import transition_time
 from apps.processes.models import Process, ProcessEvent
 from workers.contract import State, can_move, is_terminal
+
+# The source the control plane's own transitions record (PENDING -> QUEUED).
+CONTROL_PLANE = "control"
 
 # The timestamp each state sets when a process first reaches it.
 STAMPS = {
@@ -46,12 +50,30 @@ def move(process: Process, to: State, source: str, detail: str = "",
     return fields
 
 
-@transaction.atomic
+def move_to_queued(process: Process, note: str = "", at: datetime | None = None) -> list[str]:
+    """PENDING -> QUEUED on a locked ``process``: its job spec was sent to its pool. Recorded by
+    the publish, or (with a ``note``) by the event of a worker that answered before the publish
+    was recorded. Returns the fields to save, like ``move``."""
+    detail = f"sent to pool {process.pool}" + (f" ({note})" if note else "")
+    return move(process, State.QUEUED, CONTROL_PLANE, detail, at=at)
+
+
 def transition(process_id, to: State, source: str, detail: str = "", **values) -> bool:
     """Lock the process, move it forward and set ``values`` with the move. False when the
     process is already at or past ``to``."""
+    return _locked_move(process_id, lambda process: move(process, to, source, detail), values)
+
+
+def transition_to_queued(process_id, **values) -> bool:
+    """Lock the process and record its job spec sent (``move_to_queued``), setting ``values``
+    with the move. False when the process is already past PENDING."""
+    return _locked_move(process_id, move_to_queued, values)
+
+
+@transaction.atomic
+def _locked_move(process_id, moving: Callable[[Process], list[str]], values: dict) -> bool:
     process = Process.objects.select_for_update().get(pk=process_id)
-    fields = move(process, to, source, detail)
+    fields = moving(process)
     if not fields:
         return False
     for name, value in values.items():

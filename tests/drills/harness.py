@@ -17,6 +17,7 @@ jobs and find its leftovers) and its drill, and reuses everything else.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -28,8 +29,9 @@ from pathlib import Path
 import psycopg2
 import requests
 
-from tests.drills.infra import PrivatePostgres, PrivateRabbit, free_port, wait_for
-from tests.e2e.stack import ROOT, Service
+from testbed import parts
+from testbed.services import ROOT, Service, free_port, wait_until
+from tests.drills.infra import PrivatePostgres, PrivateRabbit
 from workers.contract import (
     CONTROL_QUEUE,
     HOST_BOUND_TARGETS,
@@ -121,7 +123,7 @@ class Backend:
         return {}
 
     def worker_argv(self) -> list[str]:
-        return [sys.executable, "-m", "workers", "--pool", self.pool, "--target", self.target]
+        return parts.worker_argv(self.pool, self.target)
 
     def after_submit(self, process_id: str, config: dict) -> None:
         """Called once a process is created (an emulated target learns what its job does)."""
@@ -204,52 +206,33 @@ class DrillStack:
     def start(self, worker_argv: list[str] | None = None) -> DrillStack:
         """Web, control consumer, beat and one worker of the backend's pool; returns once the
         API answers and the pool's worker has reported."""
-        py = sys.executable
-        self.service("web", [py, "-m", "gunicorn", "orchestration.wsgi", "--bind",
-                             f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "8",
-                             "--timeout", "120", "--graceful-timeout", "2"]).start()
-        self.service("control", [
-            py, "-m", "celery", "-A", "orchestration", "worker", f"--queues={CONTROL_QUEUE}",
-            "--pool=threads", "--concurrency=4", "--hostname=control@%h", "--without-gossip",
-            "--without-mingle", "--loglevel=INFO"]).start()
-        self.service("beat", [py, "-m", "celery", "-A", "orchestration", "beat",
-                              "--loglevel=INFO",
-                              f"--schedule={self.run_dir / 'beat-schedule'}"]).start()
+        # One process with 8 threads, and 120 s before gunicorn calls a silent one stuck:
+        # a drill's fault may hold a request that long.
+        web = parts.web(self.env, self.run_dir, self.port, workers=1, threads=8, timeout=120)
+        self.services["web"] = web.start()
+        self.services["control"] = parts.control_consumer(self.env, self.run_dir).start()
+        self.services["beat"] = parts.beat(self.env, self.run_dir).start()
         self.service("worker", worker_argv or self.backend.worker_argv()).start()
         self.api = Api(f"http://127.0.0.1:{self.port}", self.platform.client_id,
                        self.platform.client_secret)
-        wait_for(self._web_up, 60, "the web process", interval=0.2)
+        web.wait_ready(60)
         self.api.login()
-        wait_for(self._pipeline_loaded, 60, "the control consumer to load the pipelines",
-                 interval=0.2)
+        self.services["control"].wait_for(self._pipeline_loaded, 60,
+                                          "the control consumer to load the pipelines")
         self.wait_pool("up")
         return self
 
-    def _web_up(self) -> bool:
-        self._alive_or_fail("web")
-        try:
-            return requests.get(f"{self.api.base}/api/health/", timeout=5).status_code in (200,
-                                                                                         503)
-        except requests.RequestException:
-            return False
-
     def _pipeline_loaded(self) -> bool:
-        self._alive_or_fail("control")
         answer = self.api.session.get(f"{self.api.base}/api/pipelines/{self.backend.pipeline}/",
                                       timeout=10)
         return answer.status_code == 200
-
-    def _alive_or_fail(self, name: str) -> None:
-        service = self.services[name]
-        if not service.alive():
-            raise AssertionError(f"{name} exited: {service.output()[-3000:]}")
 
     def pool(self) -> dict:
         return next(p for p in self.api.get("/api/pools/") if p["name"] == self.backend.pool)
 
     def wait_pool(self, status: str, timeout: float = 30) -> dict:
-        return wait_for(lambda: (p := self.pool())["status"] == status and p, timeout,
-                        f"pool {self.backend.pool} to be {status}", interval=0.2)
+        return wait_until(lambda: (p := self.pool())["status"] == status and p, timeout,
+                          f"pool {self.backend.pool} to be {status}", interval=0.2)
 
     def stop_all(self) -> None:
         for service in reversed(list(self.services.values())):
@@ -292,13 +275,13 @@ class DrillStack:
             now = self.states(ids)
             return now is not None and sum(s in states for s in now.values()) >= need and now
 
-        return wait_for(reached, timeout, f"{need} of {len(ids)} processes in {sorted(states)}",
-                        interval=0.2)
+        return wait_until(reached, timeout,
+                          f"{need} of {len(ids)} processes in {sorted(states)}", interval=0.2)
 
     def wait_started(self, ids: list[str], timeout: float = 60) -> None:
         """Until the job of each process has started on the target (its start is counted)."""
-        wait_for(lambda: all(self.backend.jobs(pid) for pid in ids), timeout,
-                 f"{len(ids)} jobs to start", interval=0.2)
+        wait_until(lambda: all(self.backend.jobs(pid) for pid in ids), timeout,
+                   f"{len(ids)} jobs to start", interval=0.2)
 
     def wait_ended(self, ids: list[str], timeout: float = 120) -> dict[str, str]:
         def ended():
@@ -306,7 +289,7 @@ class DrillStack:
             return now is not None and all(is_terminal(s) for s in now.values()) and now
 
         try:
-            return wait_for(ended, timeout, "every process to end", interval=0.3)
+            return wait_until(ended, timeout, "every process to end", interval=0.3)
         except AssertionError:
             raise AssertionError(f"not all ended in {timeout} s: {self.states(ids)}; "
                                  f"logs in {self.run_dir}") from None
@@ -320,7 +303,7 @@ class DrillStack:
         for pid, want in expected.items():
             problems += [f"{pid}: {p}" for p in self._check_one(pid, want)]
         try:
-            wait_for(lambda: not self.backend.orphans(), 15, "job processes to exit")
+            wait_until(lambda: not self.backend.orphans(), 15, "job processes to exit")
         except AssertionError:
             problems.append(f"left behind: {self.backend.orphans()}")
         assert not problems, "\n".join(problems) + f"\n(logs in {self.run_dir})"
@@ -351,7 +334,7 @@ class DrillStack:
             log = self.api.get(f"/api/processes/{pid}/logs/", offset=0)
             return log["complete"] and log
 
-        return wait_for(complete, 20, f"the whole log of {pid}", interval=0.3)["text"]
+        return wait_until(complete, 20, f"the whole log of {pid}", interval=0.3)["text"]
 
     def summary(self, expected: dict[str, Expect]) -> dict:
         """The drill's figures: processes, jobs, and how many ended in each state."""
@@ -370,7 +353,7 @@ def history_problems(history: list[dict]) -> list[str]:
     problems = []
     if history[0]["from"] or history[0]["to"] != State.PENDING:
         problems.append(f"history starts with {history[0]}")
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         if after["from"] != before["to"]:
             problems.append(f"history gap: {before['to']} then {after['from']} -> "
                             f"{after['to']}")

@@ -14,32 +14,20 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
 
+from testbed.services import free_port, wait_until
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+wait_for = wait_until  # the drills' name for it: tests/drills import both from here
 
 
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _find_binary(name: str, patterns: list[str]) -> str:
@@ -176,7 +164,7 @@ class PrivateRabbit:
                 [self.epmd_bin, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True)
-            wait_for(lambda: port_open(self.epmd_port), 10, "the private epmd")
+            wait_until(lambda: port_open(self.epmd_port), 10, "the private epmd", interval=0.1)
         log = open(self.base / "rabbitmq.out", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen([self.server], env=env, cwd=self.base, stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -191,7 +179,7 @@ class PrivateRabbit:
                                    + (self.base / "rabbitmq.out").read_text()[-2000:])
             return port_open(self.port)
 
-        wait_for(ready, timeout, "the private RabbitMQ node")
+        wait_until(ready, timeout, "the private RabbitMQ node", interval=0.1)
 
     def stop(self) -> None:
         """Stop the node the way a service manager does (SIGTERM), by its own pid."""

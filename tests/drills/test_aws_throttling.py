@@ -1,7 +1,7 @@
 """Drill 9: AWS throttling and 5xx answers while tasks run and end (the ECS target).
 
 No AWS is reachable here: the target is moto's ECS and CloudWatch Logs in server mode with the
-layer that plays ECS where moto does not (``tests.executors.ecs_emulator``), served from this
+layer that plays ECS where moto does not (``testbed.ecs_emulator``), served from this
 test process; the worker talks to it over HTTP through boto3 as it would to AWS. While the
 tasks run, ``DescribeTasks`` and ``GetLogEvents`` answer "Rate exceeded" and 503 more often
 than boto3's retries absorb, and the answers of some ``RunTask`` calls are lost after ECS
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.drills.harness import Backend, Expect
-from tests.executors.ecs_emulator import (
+from testbed.ecs_emulator import (
     BUSYBOX,
     FAKE_CREDENTIALS,
     Container,
     EcsEmulator,
     serving,
 )
+from tests.drills.harness import Backend, Expect
 from workers.contract import State, job_name
 
 # ThrottlingException is AWS's common error, not in ECS's model: moto warns when it answers one.

@@ -31,7 +31,8 @@ def test_database_restarted(drill, platform, record):
 
     platform.postgres.stop("immediate")
     health = requests.get(f"{drill.api.base}/api/health/", timeout=30)
-    assert health.status_code == 503 and not health.json()["database"]["ok"]
+    assert health.status_code == 503
+    assert not health.json()["database"]["ok"]
     time.sleep(DOWN_S)  # jobs end; their events wait in the broker
     platform.postgres.start()
     assert "events not applied, the database is unavailable; requeued" in (

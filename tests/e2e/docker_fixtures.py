@@ -21,7 +21,7 @@ from tests.e2e.client import post_process
 from tests.e2e.stack import wait_until
 from tests.executors.docker_engine import BUSYBOX, force_remove, usable_engine
 from workers.contract import is_terminal
-from workers.executors.docker import LABEL_PROCESS
+from workers.executors.docker.container_spec import LABEL_PROCESS
 
 POOL = "docker-main"
 MISSING_IMAGE = "orchestration/e2e-no-such-image:latest"  # on no engine
@@ -137,8 +137,8 @@ class Engine:
 
 @pytest.fixture(scope="session")
 def engine() -> Engine:
-    """The engine the worker will use, with the example images; else a failed test that says
-    how to start it."""
+    """The engine the worker will use, with the example images; else a skipped test that says
+    how to start it (a failure in CI)."""
     engine = Engine()
     usable_engine(engine.client).close()
     return engine

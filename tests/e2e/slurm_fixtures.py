@@ -4,8 +4,8 @@ tests own), test pipelines loaded next to the shipped ones, and, after every tes
 cancellation of every Slurm job its processes may have left.
 
 Without a cluster that answers, or without the unprivileged user its jobs run as (the
-shipped pool's ``user``, which the deploy script creates), every test fails with a message that
-says how to start it."""
+shipped pool's ``user``, which the deploy script creates), every test skips with a message that
+says how to start it (a failure in CI: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -164,22 +164,21 @@ def slurm_job_state():
 
 @pytest.fixture(scope="session")
 def cluster() -> None:
-    """A cluster whose controller and node answer; else a failed test that says how to start
+    """A cluster whose controller and node answer; else a skipped test that says how to start
     it. The tests never restart or reconfigure it: others use it too."""
     ping = slurm("scontrol", "ping")
     nodes = slurm("sinfo", "--noheader", "--partition=main", "--format=%t")
     if ping.returncode != 0 or "UP" not in ping.stdout or not any(
         state.rstrip("*") in ("idle", "mix", "alloc") for state in nodes.stdout.split()
     ):
-        pytest.fail(
+        pytest.skip(
             "no usable Slurm cluster (scontrol ping / sinfo -p main): "
             f"{(ping.stdout + ping.stderr + nodes.stdout + nodes.stderr).strip()!r}. "
-            f"{START_ADVICE}", pytrace=False)
+            f"{START_ADVICE}")
     try:
         pwd.getpwnam(JOB_USER)
     except KeyError:
-        pytest.fail(f"no user {JOB_USER} for the {POOL} pool's jobs. {START_ADVICE}",
-                    pytrace=False)
+        pytest.skip(f"no user {JOB_USER} for the {POOL} pool's jobs. {START_ADVICE}")
 
 
 @pytest.fixture(scope="session")

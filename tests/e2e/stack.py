@@ -1,24 +1,20 @@
-"""Real processes of the product, started by tests: the control consumer, the beat and
-workers, each a subprocess the test owns (stopped by its pid, never by name). On RabbitMQ each
-connects as its role's broker user when deploy/broker-users.sh made them for the vhost, as
-deploy/stack.sh starts them."""
+"""Real processes of the product, started by tests: the web server, the control consumer, the
+beat and workers (``testbed.parts``), each a subprocess the test owns (stopped by its pid,
+never by name). On RabbitMQ each connects as its role's broker user when
+deploy/broker-users.sh made them for the vhost, as deploy/stack.sh starts them."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
-ROOT = Path(__file__).resolve().parents[2]
+from testbed import parts
+from testbed.services import ROOT, Service, free_port, wait_until  # noqa: F401 - tests use them
 
 
 def database_url() -> str:
@@ -51,9 +47,9 @@ def role_broker_url(broker_url: str, role: str) -> str:
     login = broker_users(broker_url).get(role)
     if login is None:
         return broker_url
-    parts = urlsplit(broker_url)
-    address = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"{login[0]}:{login[1]}@{address}").geturl()
+    split = urlsplit(broker_url)
+    address = split.netloc.rpartition("@")[2]
+    return split._replace(netloc=f"{login[0]}:{login[1]}@{address}").geturl()
 
 
 def make_broker_users(broker_url: str) -> None:
@@ -70,83 +66,22 @@ def as_role(env: dict[str, str], role: str) -> dict[str, str]:
     return {**env, "ORCH_BROKER_URL": role_broker_url(env.get("ORCH_BROKER_URL", ""), role)}
 
 
-class Service:
-    """One subprocess with its output in a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Service:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal this service's process (and its group: the celery children it forked)."""
-        if self.alive():
-            os.killpg(self.pid, sig)
-            self.proc.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def restart(self) -> Service:
-        self.stop()
-        return self.start()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def web(env, log_dir, port: int) -> Service:
-    """gunicorn on 127.0.0.1:``port``, as deploy/stack.sh starts it."""
-    return Service(f"web-{port}", [
-        sys.executable, "-m", "gunicorn", "orchestration.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", "1", "--threads", "4", "--access-logfile", "-",
-    ], as_role(env, "control"), log_dir)
+    """The web server on 127.0.0.1:``port``, as deploy/stack.sh starts it, with one gunicorn
+    worker process."""
+    return parts.web(as_role(env, "control"), log_dir, port, name=f"web-{port}", workers=1)
 
 
 def control_consumer(env, log_dir) -> Service:
-    return Service("control", [
-        sys.executable, "-m", "celery", "-A", "orchestration", "worker", "--queues=control",
-        "--pool=threads", "--concurrency=4", "--hostname=control@%h", "--without-gossip",
-        "--without-mingle", "--loglevel=INFO",
-    ], as_role(env, "control"), log_dir)
+    return parts.control_consumer(as_role(env, "control"), log_dir)
 
 
 def beat(env, log_dir) -> Service:
-    return Service("beat", [
-        sys.executable, "-m", "celery", "-A", "orchestration", "beat", "--loglevel=INFO",
-        f"--schedule={log_dir / 'beat-schedule'}",
-    ], as_role(env, "control"), log_dir)
+    return parts.beat(as_role(env, "control"), log_dir)
 
 
 def worker(env, log_dir, pool: str = "local", name: str | None = None) -> Service:
-    return Service(name or f"worker-{pool}", [sys.executable, "-m", "workers", "--pool", pool],
-                   as_role(env, f"pool.{pool}"), log_dir)
+    return parts.worker(as_role(env, f"pool.{pool}"), log_dir, pool, name=name)
 
 
 def pool_worker(stack_env, control_plane, pool: str) -> Service:
@@ -156,16 +91,9 @@ def pool_worker(stack_env, control_plane, pool: str) -> Service:
 
     env, run_dir = stack_env
     purge_queues([pool_queue(pool), host_queue(pool, this_host())])
-    consumer = control_plane[0]
-    wait_until(lambda: " ready." in consumer.output() or not consumer.alive(), timeout=60,
-               what="the control consumer to be ready")
-    assert consumer.alive(), consumer.output()[-3000:]
+    control_plane[0].wait_ready(60)
     # INFO: the tests read which submissions the worker answered from its log.
-    started = worker({**env, "LOG_LEVEL": "INFO"}, run_dir, pool=pool).start()
-    wait_until(lambda: " ready." in started.output() or not started.alive(), timeout=60,
-               what=f"the {pool} worker to be ready")
-    assert started.alive(), started.output()[-3000:]
-    return started
+    return worker({**env, "LOG_LEVEL": "INFO"}, run_dir, pool=pool).start().wait_ready(60)
 
 
 def pipelines_with(folder: Path, test_pipelines: dict[str, str]) -> Path:
@@ -191,13 +119,3 @@ def purge_queues(names: list[str]) -> None:
                 channel.queue_purge(name)
             except Exception:  # a queue that does not exist yet holds nothing
                 channel = conn.channel()
-
-
-def wait_until(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -61,7 +61,8 @@ def test_every_role_has_a_user_of_its_own(broker_url):
     pools = {f"pool.{path.stem}" for path in (stack.ROOT / "pipelines" / "pools").glob("*.yaml")}
     assert {"control", *pools} <= set(users)
     names = [user for user, _ in users.values()]
-    assert "guest" not in names and len(set(names)) == len(names)
+    assert "guest" not in names
+    assert len(set(names)) == len(names)
     assert len({password for _, password in users.values()}) == len(users)
 
 

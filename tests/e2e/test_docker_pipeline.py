@@ -48,14 +48,18 @@ def wait_for_no_container(engine, pid: str) -> None:
 def test_hello_docker_succeeds_with_its_logs(api, docker_run):
     pid = docker_run("hello-docker", {"name": "container"})
     process = wait_for_end(pid)
-    assert process.state == State.SUCCEEDED and process.exit_code == 0, process.message
+    assert process.state == State.SUCCEEDED, process.message
+    assert process.exit_code == 0, process.message
     assert path_of(api, pid) == ["PENDING", "QUEUED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
     status = api.get(f"{PROCESSES}{pid}/status/").json()
-    assert status["state"] == "SUCCEEDED" and status["finished"] is True
+    assert status["state"] == "SUCCEEDED"
+    assert status["finished"] is True
     log = wait_for_log(api, pid, '"name": "container"')
-    assert "Hello from container" in log and f"process {pid}" in log
+    assert "Hello from container" in log
+    assert f"process {pid}" in log
     detail = api.get(f"{PROCESSES}{pid}/").json()
-    assert detail["handle"] == process.handle and len(process.handle) >= 12
+    assert detail["handle"] == process.handle
+    assert len(process.handle) >= 12
 
 
 def test_python_pipeline_reads_its_config_and_succeeds(api, docker_run):
@@ -64,7 +68,8 @@ def test_python_pipeline_reads_its_config_and_succeeds(api, docker_run):
     assert process.state == State.SUCCEEDED, process.message
     log = wait_for_log(api, pid, "}")
     result = json.loads(log[log.index("{"):])
-    assert result["words"] == 6 and result["distinct"] == 4
+    assert result["words"] == 6
+    assert result["distinct"] == 4
     assert result["top"] == [{"word": "to", "count": 2}, {"word": "be", "count": 2}]
 
 
@@ -75,7 +80,8 @@ def test_a_non_zero_exit_ends_failed_with_that_exit_code(api, docker_run):
     assert process.exit_code == 3
     assert "3" in process.message
     status = api.get(f"{PROCESSES}{pid}/status/").json()
-    assert status["state"] == "FAILED" and status["exit_code"] == 3
+    assert status["state"] == "FAILED"
+    assert status["exit_code"] == 3
     assert "exiting with 3" in wait_for_log(api, pid, "exiting with")
 
 
@@ -93,7 +99,8 @@ def test_stop_of_a_running_container_ends_it_stopped_and_removed(api, docker_run
     wait_for_no_container(engine, pid)
     assert "done" not in logs_of(api, pid)
     again = api.post(f"{PROCESSES}{pid}/stop/")  # idempotent
-    assert again.status_code == 200 and again.json()["state"] == "STOPPED"
+    assert again.status_code == 200
+    assert again.json()["state"] == "STOPPED"
 
 
 def test_a_job_spec_delivered_twice_gives_one_container(api, docker_run, engine, docker_worker):
@@ -113,7 +120,8 @@ def test_a_job_spec_delivered_twice_gives_one_container(api, docker_run, engine,
                timeout=30, what="the worker to answer all five deliveries")
     assert not engine.containers_of(pid)
     log = wait_for_log(api, pid, "done")
-    assert log.count("started ") == 1 and log.count("tick 0") == 1
+    assert log.count("started ") == 1
+    assert log.count("tick 0") == 1
     assert path_of(api, pid).count("SUBMITTED") == 1
 
 
@@ -139,7 +147,8 @@ def test_a_worker_killed_mid_run_sees_the_job_to_its_end_after_restart(
     docker_worker.start()
     for pid, seconds in ((short, 3), (long, 8)):
         process = wait_for_end(pid)
-        assert process.state == State.SUCCEEDED and process.exit_code == 0, process.message
+        assert process.state == State.SUCCEEDED, process.message
+        assert process.exit_code == 0, process.message
         assert process.handle == handles[pid]
         log = wait_for_log(api, pid, "done")
         assert [line for line in log.splitlines() if line.startswith("tick")] == [
@@ -169,14 +178,16 @@ def test_an_engine_restart_while_jobs_run_leaves_no_process_stuck(
         time.sleep(1)  # a few more polls fail meanwhile: they must decide nothing
         for pid in (short, long):
             process = Process.objects.get(pk=pid)
-            assert process.state == State.RUNNING and process.missing_since is None
+            assert process.state == State.RUNNING
+            assert process.missing_since is None
         assert state_of(during) == State.QUEUED
     finally:
         engine.script("start")
     wait_until(engine.answers, timeout=60, what="the engine to answer again")
     ended = {pid: wait_for_end(pid, timeout=90) for pid in (short, long, during)}
     assert {pid: p.state for pid, p in ended.items()} == dict.fromkeys(ended, State.SUCCEEDED)
-    assert ended[short].exit_code == 0 and ended[long].exit_code == 0
+    assert ended[short].exit_code == 0
+    assert ended[long].exit_code == 0
     for pid, seconds in ((short, 5), (long, 15)):
         log = wait_for_log(api, pid, "done")
         ticks = [line for line in log.splitlines() if line.startswith("tick")]
@@ -194,9 +205,11 @@ def test_a_missing_image_fails_the_process_at_once_naming_the_image(
     process = wait_for_end(pid)
     assert process.state == State.FAILED
     assert image in process.message
-    assert process.exit_code is None and process.handle == ""
+    assert process.exit_code is None
+    assert process.handle == ""
     status = api.get(f"{PROCESSES}{pid}/status/").json()
-    assert status["state"] == "FAILED" and image in status["message"]
+    assert status["state"] == "FAILED"
+    assert image in status["message"]
     assert path_of(api, pid) == ["PENDING", "QUEUED", "FAILED"]
     assert f"submit of {pid} failed, retry" not in docker_worker.output()
     assert not engine.containers_of(pid)

@@ -75,7 +75,8 @@ def test_forged_events_change_nothing_while_the_workers_own_still_apply(api, loc
                what=f"the control consumer to refuse {expected}, it counted {refused()}")
 
     process = Process.objects.get(pk=pid)
-    assert process.state == State.RUNNING and process.exit_code is None
+    assert process.state == State.RUNNING
+    assert process.exit_code is None
     assert "forger" not in logs_of(api, pid)
     assert not Worker.objects.filter(host="elsewhere").exists()
     health = make_client("ops", staff=True)[1].get("/api/health/").json()

@@ -39,10 +39,12 @@ def runner_alive(work_root: str, pid: str) -> bool:
 def test_hello_runs_end_to_end_with_its_logs(api, run):
     pid = run("hello", {"name": "Ada"})
     process = wait_for_end(pid)
-    assert process.state == State.SUCCEEDED and process.exit_code == 0
+    assert process.state == State.SUCCEEDED
+    assert process.exit_code == 0
     assert path_of(api, pid) == ["PENDING", "QUEUED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
     status = api.get(f"{PROCESSES}{pid}/status/").json()
-    assert status["state"] == "SUCCEEDED" and status["finished"] is True
+    assert status["state"] == "SUCCEEDED"
+    assert status["finished"] is True
     wait_until(lambda: "Hello, Ada!" in api.get(f"{PROCESSES}{pid}/logs/").json()["text"],
                what="the log")
 
@@ -58,7 +60,8 @@ def test_real_work_on_a_file(api, run):
     pid = run("checksum", {"path": "/etc/hostname", "top": 1})
     assert wait_for_end(pid).state == State.SUCCEEDED
     text = wait_until(lambda: api.get(f"{PROCESSES}{pid}/logs/").json()["text"], what="logs")
-    assert '"sha256"' in text and '"/etc/hostname"' in text
+    assert '"sha256"' in text
+    assert '"/etc/hostname"' in text
 
 
 def test_stop_of_a_running_job_ends_it_stopped(api, run, work_root):
@@ -72,7 +75,8 @@ def test_stop_of_a_running_job_ends_it_stopped(api, run, work_root):
     assert not runner_alive(work_root, pid)
     assert path_of(api, pid)[-2:] == ["STOPPING", "STOPPED"]
     again = api.post(f"{PROCESSES}{pid}/stop/")  # idempotent
-    assert again.status_code == 200 and again.json()["state"] == "STOPPED"
+    assert again.status_code == 200
+    assert again.json()["state"] == "STOPPED"
 
 
 def test_a_job_spec_delivered_twice_runs_once(api, run, work_root):
@@ -122,9 +126,12 @@ def test_health_and_pools_show_the_live_worker(api, client, make_client, local_w
 
     wait_until(local_pool_live, what="a heartbeat of the local pool and the control plane")
     health = client.get("/api/health/").json()
-    assert health["status"] == "ok" and health["broker"]["ok"] and health["database"]["ok"]
+    assert health["status"] == "ok"
+    assert health["broker"]["ok"]
+    assert health["database"]["ok"]
     pools = {p["name"]: p for p in api.get("/api/pools/").json()}
-    assert pools["local"]["status"] == "up" and "workers" not in pools["local"]
+    assert pools["local"]["status"] == "up"
+    assert "workers" not in pools["local"]
     staff = make_client("ops", staff=True)[1]  # workers' names and hosts are for staff
     pools = {p["name"]: p for p in staff.get("/api/pools/").json()}
     assert pools["local"]["workers"][0]["host"] == os.uname().nodename.split(".")[0]

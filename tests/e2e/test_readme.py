@@ -41,13 +41,15 @@ def named(pattern: str) -> list[str]:
 @pytest.mark.parametrize("script", named(r"(?<![\w/])(deploy/[\w.-]+\.sh)"))
 def test_every_script_the_readme_names_exists(script):
     path = ROOT / script
-    assert path.is_file() and os.access(path, os.X_OK), f"{script} is not a script"
+    assert path.is_file(), f"{script} is not a script"
+    assert os.access(path, os.X_OK), f"{script} is not a script"
 
 
 def test_every_management_command_and_module_the_readme_names_exists():
     commands = named(r"manage\.py (\w+)")
     modules = [m for m in named(r"python3? -m ([\w.]+)") if m not in ("pip", "venv")]
-    assert len(commands) >= 3 and len(modules) >= 2, "did the README's blocks change form?"
+    assert len(commands) >= 3, "did the README's blocks change form?"
+    assert len(modules) >= 2, "did the README's blocks change form?"
     missing = [c for c in commands if c not in get_commands()]
     assert not missing, f"manage.py commands that do not exist: {missing}"
     # an installed worker's package is the checkout's workers/ folder

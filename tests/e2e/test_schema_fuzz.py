@@ -22,6 +22,7 @@ from django.core.management import call_command
 
 from apps.processes.models import Process
 from apps.processes.services import process_stop
+from testbed import parts
 from tests.e2e import stack
 from workers.contract import is_terminal
 
@@ -61,10 +62,8 @@ def web(stack_env, control_plane, pipelines):
     env, run_dir = stack_env
     port = free_port()
     access_log = run_dir / f"web-fuzz-{port}.access.log"
-    server = stack.Service(f"web-fuzz-{port}", [
-        sys.executable, "-m", "gunicorn", "orchestration.wsgi", "--bind", f"127.0.0.1:{port}",
-        "--workers", "2", "--threads", "4", "--access-logfile", str(access_log),
-    ], {**env, "DEBUG": "false"}, run_dir).start()
+    server = parts.web({**env, "DEBUG": "false"}, run_dir, port, name=f"web-fuzz-{port}",
+                       workers=2, threads=4, access_log=access_log).start()
     url = f"http://127.0.0.1:{port}"
     try:
         # A 503 until the control consumer and the beat have sent their first heartbeats.

@@ -113,8 +113,10 @@ def test_a_sealed_secret_moved_to_another_process_starts_nothing(
     assert Process.objects.get(pk=owner.pk).state == State.SUCCEEDED
     moved = Process.objects.get(pk=other.pk)
     assert moved.state == State.FAILED
-    assert "sealed for another process" in moved.message and token not in moved.message
-    assert moved.handle == "" and moved.log_size == 0  # nothing was started
+    assert "sealed for another process" in moved.message
+    assert token not in moved.message
+    assert moved.handle == ""
+    assert moved.log_size == 0  # nothing was started
     assert not (Path(work_root) / str(other.pk)).exists()
     assert token not in local_worker.output()
 

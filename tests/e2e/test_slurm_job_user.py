@@ -26,7 +26,8 @@ def test_a_slurm_job_runs_as_the_pools_user_not_as_the_root_worker(api, slurm_ru
     assert os.geteuid() == 0, "the worker (started by this test process) must be root here"
     pid = slurm_run("e2e-whoami-slurm")
     process = wait_for_end(pid)
-    assert process.state == State.SUCCEEDED and process.exit_code == 0, process.message
+    assert process.state == State.SUCCEEDED, process.message
+    assert process.exit_code == 0, process.message
     log = wait_for_log(api, pid, "uid=")
     assert f"uid={account.pw_uid} user={account.pw_name} " in log, log
     groups = log.split("groups=")[1].splitlines()[0].split()

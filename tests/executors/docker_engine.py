@@ -14,8 +14,8 @@ PYTHON = "orchestration/python:latest"
 
 
 def usable_engine(connect):
-    """``connect()``'s client of the engine; a failed test (never a skip) that says how to
-    start it when the engine or its example images are missing."""
+    """``connect()``'s client of the engine; a skipped test that says how to start it when the
+    engine or its example images are missing (a failure in CI: tests/conftest.py)."""
     try:
         client = connect()
         client.ping()
@@ -23,11 +23,10 @@ def usable_engine(connect):
         client.images.get(PYTHON)
     except DockerException as exc:
         where = os.environ.get("DOCKER_HOST", "the default socket (DOCKER_HOST is not set)")
-        pytest.fail(
+        pytest.skip(
             f"no usable container engine at {where}: {exc}. Start it with "
             '`eval "$(deploy/container-engine.sh)"` (Podman serving the Docker API, with the '
-            f"{BUSYBOX} and {PYTHON} images), then run the tests again.",
-            pytrace=False,
+            f"{BUSYBOX} and {PYTHON} images), then run the tests again."
         )
     return client
 

@@ -41,15 +41,19 @@ def poll(target: FakeTarget, **item_fields):
 
 def test_an_end_is_reported_with_the_last_log_bytes():
     event = poll(FakeTarget(Status(State.SUCCEEDED, 0), log=b"done\n"))
-    assert event.state == State.SUCCEEDED and event.log == "done\n" and event.log_end == 5
+    assert event.state == State.SUCCEEDED
+    assert event.log == "done\n"
+    assert event.log_end == 5
 
 
 def test_an_end_waits_while_more_log_is_unread():
     target = FakeTarget(Status(State.FAILED, 2), log=b"x" * (LOG_CHUNK_BYTES + 10))
     first = poll(target)
-    assert first.state is None and first.log_end == LOG_CHUNK_BYTES
+    assert first.state is None
+    assert first.log_end == LOG_CHUNK_BYTES
     second = poll(target, log_offset=first.log_end)
-    assert second.state == State.FAILED and second.exit_code == 2
+    assert second.state == State.FAILED
+    assert second.exit_code == 2
     assert second.log_end == LOG_CHUNK_BYTES + 10
 
 
@@ -69,10 +73,13 @@ def test_a_stop_is_carried_out_unless_the_job_has_ended():
     poll(unknown_state, stop_requested=True)
     ended = FakeTarget(Status(State.SUCCEEDED, 0))
     poll(ended, stop_requested=True)
-    assert running.cancelled == ["h1"] and unknown_state.cancelled == ["h1"]
+    assert running.cancelled == ["h1"]
+    assert unknown_state.cancelled == ["h1"]
     assert ended.cancelled == []
 
 
 def test_a_handle_the_target_does_not_know_is_missing_never_ended():
     event = poll(FakeTarget(Status(missing=True, message="no such job")))
-    assert event.missing and event.state is None and "no such job" in event.message
+    assert event.missing
+    assert event.state is None
+    assert "no such job" in event.message

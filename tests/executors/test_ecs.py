@@ -7,6 +7,7 @@ through boto3 exactly as it talks to AWS. Each test says what ECS would do; the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from collections import Counter
@@ -16,18 +17,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
-from tests.executors.ecs_emulator import (
+from testbed.ecs_emulator import (
     ACCOUNT_ID,
     BUSYBOX,
     CAPACITY_UNAVAILABLE,
     Container,
     serving,
 )
+from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
 from workers.contract import JobSpec, Resources, State
-from workers.executors import ecs as ecs_module
 from workers.executors.base import ExecutorError
-from workers.executors.ecs import STOP_REASON, EcsExecutor
+from workers.executors.ecs import STOP_REASON, EcsExecutor, task_definitions
 
 # ThrottlingException is AWS's common error, not in ECS's model: moto warns when it answers one.
 pytestmark = pytest.mark.filterwarnings("ignore:.*ThrottlingException does not match")
@@ -181,7 +181,7 @@ def test_output_bigger_than_one_chunk_arrives_whole_before_the_end_is_reported(
     assert full_log(events) == "".join(f"{line}\n" for line in lines)
     assert sum(1 for e in events if e.log) >= 3  # shipped in chunks of at most 256 KiB
     offsets = [(e.log_offset, e.log_end) for e in events if e.log]
-    assert all(a[1] == b[0] for a, b in zip(offsets, offsets[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(offsets))
 
 
 def test_out_of_memory_fails_with_the_exit_code_and_ecs_reason(executor, make_spec):
@@ -319,7 +319,7 @@ def test_task_definition_is_registered_once_per_pipeline_version(executor, make_
     specs = [make_spec("ok", pipeline=pipeline) for _ in range(2)]
     with aws_calls(executor.ecs) as seen:
         handles = [executor.submit(s).handle for s in specs]
-        ecs_module._TASK_DEFINITIONS.clear()  # a restarted worker remembers nothing ...
+        task_definitions._KNOWN.clear()  # a restarted worker remembers nothing ...
         restarted = EcsExecutor(POOL, executor.settings)
         handles.append(restarted.submit(make_spec("ok", pipeline=pipeline)).handle)
     assert seen["RegisterTaskDefinition"] == 1  # ... and finds the revision by its tags

@@ -108,13 +108,36 @@ def test_released_job_is_still_found_so_a_late_duplicate_starts_nothing(executor
     assert event.state == State.SUCCEEDED
 
 
+def test_a_pool_that_keeps_work_dirs_keeps_a_released_runs_files(work_root, make_spec):
+    executor = LocalExecutor("local", {"work_root": str(work_root), "keep_work_dir": True})
+    spec = make_spec("ok", config={"kept": True})
+    sub = executor.submit(spec)
+    poll_until(executor, item_for(spec, sub.handle), ended)
+    executor.release(sub.handle)
+    run_dir = work_root / spec.process_id
+    assert "hello from" in (run_dir / "output.log").read_text()
+    assert json.loads((run_dir / "work" / "config.json").read_text()) == spec.config
+    assert executor.submit(spec).handle == sub.handle  # still found: nothing starts again
+    assert settings_errors("local", {"keep_work_dir": True}) == []
+
+
+def test_a_released_run_keeps_only_its_markers(executor, make_spec, work_root):
+    spec = make_spec("ok")
+    sub = executor.submit(spec)
+    poll_until(executor, item_for(spec, sub.handle), ended)
+    executor.release(sub.handle)
+    left = {path.name for path in (work_root / spec.process_id).iterdir()}
+    assert "exit_code" in left
+    assert left <= {"pid", "exit_code", "claim"}
+
+
 def test_deliveries_writing_one_handle_at_once_all_succeed(tmp_path):
     """Two deliveries of one job spec may keep the same handle at the same moment (the Slurm
     targets' find does): neither may fail on the other's temporary file."""
     from concurrent.futures import ThreadPoolExecutor
     from threading import Barrier
 
-    from workers.executors.local_runner import write_atomic
+    from workers.executors.workdirs import write_atomic
 
     path = tmp_path / "handle"
     start = Barrier(8)

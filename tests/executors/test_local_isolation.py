@@ -158,7 +158,8 @@ def test_a_job_cannot_read_the_workers_environ_keys_var_or_a_sibling(
     uid, gid, groups, home = log.splitlines()[0].split(" ", 4)[1:]
     sibling_uid = (sibling_dir / "work").stat().st_uid
     assert int(uid) not in (0, os.geteuid(), sibling_uid)
-    assert int(gid) != 0 and groups == "[]"
+    assert int(gid) != 0
+    assert groups == "[]"
     assert home == str(work_root / probe.process_id / "work")
     job_dir = (work_root / probe.process_id / "work").stat()
     assert (job_dir.st_uid, job_dir.st_mode & 0o777) == (int(uid), 0o700)
@@ -233,7 +234,8 @@ def test_root_or_an_unknown_user_is_refused_by_name(work_root, settings, fields,
     executor = LocalExecutor("local", {"work_root": str(work_root), **settings})
     with pytest.raises(ExecutorError) as refused:
         executor.submit(spec_for([PYTHON, "-c", "print('ran')"], **fields))
-    assert refused.value.permanent and str(refused.value).startswith(named)
+    assert refused.value.permanent
+    assert str(refused.value).startswith(named)
     assert not list(work_root.glob("*/work"))
 
 
@@ -244,7 +246,8 @@ def test_a_work_root_its_jobs_cannot_reach_is_refused_naming_the_directory(tmp_p
     with pytest.raises(ExecutorError) as refused:
         executor.submit(spec)
     message = str(refused.value)
-    assert refused.value.permanent and message.startswith("settings.work_root")
+    assert refused.value.permanent
+    assert message.startswith("settings.work_root")
     blocked = next(p for p in tmp_path.parents if not p.stat().st_mode & 0o001)
     assert str(blocked) in message
     assert not (tmp_path / "work" / spec.process_id / "work").exists()

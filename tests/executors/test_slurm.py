@@ -1,10 +1,10 @@
 """The slurm target (sbatch, squeue, scancel, sacct) against the real one-node cluster.
 
 The cluster is started by ``deploy/slurm-cluster.sh start`` before the tests (CI does); these
-tests do not start it, and fail with that advice when it does not answer. Where a test needs
-Slurm to misbehave (a failed or an empty squeue) it wraps the one command-running function and
-lets every other call reach the real cluster. The tests run as root, as the dev worker does:
-sbatch and scancel run as the pool's ``user``.
+tests do not start it, and skip with that advice when it does not answer (a failure in CI).
+Where a test needs Slurm to misbehave (a failed or an empty squeue) it wraps the one
+command-running function and lets every other call reach the real cluster. The tests run as
+root, as the dev worker does: sbatch and scancel run as the pool's ``user``.
 """
 
 from __future__ import annotations
@@ -26,26 +26,27 @@ from tests.executors.slurm_contract import (
     slurm,
 )
 from workers.contract import State
-from workers.executors import slurm_common
 from workers.executors.base import ExecutorError
-from workers.executors.slurm import SlurmExecutor
+from workers.executors.slurm import cli
+from workers.executors.slurm.base import submit_error
+from workers.executors.slurm.cli import SlurmExecutor
 from workers.pool_settings import settings_errors
 
 
 class CallLog:
-    """Wraps slurm_common.run_command: records each argv, and lets a test fake answers."""
+    """Wraps cli.run_command: records each argv, and lets a test fake answers."""
 
     def __init__(self, monkeypatch, fake=None):
         self.calls: list[list[str]] = []
         self.fake = fake
-        real = slurm_common.run_command
+        real = cli.run_command
 
         def run(argv, timeout, env=None, user=None):
             self.calls.append(list(argv))
             answer = self.fake(argv) if self.fake else None
             return answer if answer is not None else real(argv, timeout, env, user=user)
 
-        monkeypatch.setattr(slurm_common, "run_command", run)
+        monkeypatch.setattr(cli, "run_command", run)
 
     def count(self, command: str) -> int:
         return sum(1 for argv in self.calls if argv[0] == command)
@@ -126,8 +127,10 @@ def test_job_gone_from_squeue_is_read_from_sacct_before_deciding(executor, make_
     (executor.work_dir(spec.process_id) / "exit_code").unlink()  # sacct alone must tell
     calls = CallLog(monkeypatch, fake_answer("squeue"))  # one empty squeue answer
     (event,) = executor.poll([item])
-    assert calls.count("squeue") == 1 and calls.count("sacct") == 1
-    assert event.state == State.FAILED and event.exit_code == 3
+    assert calls.count("squeue") == 1
+    assert calls.count("sacct") == 1
+    assert event.state == State.FAILED
+    assert event.exit_code == 3
 
 
 def test_job_gone_from_squeue_and_sacct_is_read_from_its_exit_code_file(make_spec, work_root,
@@ -139,7 +142,8 @@ def test_job_gone_from_squeue_and_sacct_is_read_from_its_exit_code_file(make_spe
     poll_until(executor, item, ended)
     CallLog(monkeypatch, fake_answer("squeue"))
     (event,) = executor.poll([item])
-    assert event.state == State.FAILED and event.exit_code == 3
+    assert event.state == State.FAILED
+    assert event.exit_code == 3
 
 
 def test_running_job_missing_from_one_squeue_answer_is_not_decided(executor, make_spec,
@@ -151,7 +155,8 @@ def test_running_job_missing_from_one_squeue_answer_is_not_decided(executor, mak
     calls = CallLog(monkeypatch, fake_answer("squeue"))
     (event,) = executor.poll([item])
     assert calls.count("sacct") == 1
-    assert event.state is None and not event.missing  # within the grace period: no verdict
+    assert event.state is None  # within the grace period: no verdict
+    assert not event.missing
     monkeypatch.undo()
     (event,) = executor.poll([item])
     assert event.state == State.RUNNING
@@ -225,7 +230,7 @@ def test_a_bad_partition_is_a_permanent_error(make_spec, work_root, partition):
     ("sbatch: error: Batch job submission failed: Unable to contact slurm controller", False),
 ])
 def test_only_errors_that_last_make_a_submission_fail(said, permanent):
-    assert slurm_common.submit_error(said).permanent is permanent
+    assert submit_error(said).permanent is permanent
 
 
 def test_the_shipped_hello_slurm_pipeline_runs(make_spec, work_root):
@@ -243,7 +248,8 @@ def test_a_pipeline_script_runs_in_the_work_dir(executor, make_spec):
     spec = make_spec("script", command=[], script='echo "script in $(pwd)"\nexit 3\n')
     sub = executor.submit(spec)
     events = poll_until(executor, item_for(spec, sub.handle), ended)
-    assert events[-1].state == State.FAILED and events[-1].exit_code == 3
+    assert events[-1].state == State.FAILED
+    assert events[-1].exit_code == 3
     assert f"script in {executor.work_dir(spec.process_id)}" in full_log(events)
 
 
@@ -262,7 +268,8 @@ def test_a_root_worker_submits_nothing_unless_jobs_run_as_an_unprivileged_user(
     with pytest.raises(ExecutorError) as raised:
         executor.submit(spec)
     assert raised.value.permanent
-    assert str(raised.value).startswith("settings.user: ") and said in str(raised.value)
+    assert str(raised.value).startswith("settings.user: ")
+    assert said in str(raised.value)
     assert not work_root.exists()  # nothing written, nothing submitted
     assert slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%i").stdout.strip() == ""
 
@@ -273,7 +280,8 @@ def test_a_work_root_the_jobs_user_cannot_reach_is_refused_by_name(make_spec, tm
     with pytest.raises(ExecutorError) as raised:
         executor.submit(spec)
     assert raised.value.permanent
-    assert str(raised.value).startswith("settings.work_root: ") and JOB_USER in str(raised.value)
+    assert str(raised.value).startswith("settings.work_root: ")
+    assert JOB_USER in str(raised.value)
     assert slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%i").stdout.strip() == ""
 
 

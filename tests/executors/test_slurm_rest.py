@@ -1,10 +1,10 @@
 """The slurm_rest target (slurmrestd with a JWT) against the real one-node cluster.
 
-Like test_slurm.py these tests need ``deploy/slurm-cluster.sh start`` first and fail with that
-advice otherwise. The worker holds no cluster key: it reads the token the deploy script wrote
-for the jobs' user (``ORCH_SLURM_TOKEN_FILE``); the tests that need other tokens make them
-with ``scontrol token``, as an operator would. Where Slurm must misbehave, a test wraps the
-executor's one request function.
+Like test_slurm.py these tests need ``deploy/slurm-cluster.sh start`` first and skip with that
+advice otherwise (a failure in CI). The worker holds no cluster key: it reads the token the
+deploy script wrote for the jobs' user (``ORCH_SLURM_TOKEN_FILE``); the tests that need other
+tokens make them with ``scontrol token``, as an operator would. Where Slurm must misbehave, a
+test wraps the executor's one request function.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tests.executors.slurm_contract import (
 )
 from workers.contract import State
 from workers.executors.base import ExecutorError
-from workers.executors.slurm_rest import RestError, SlurmRestExecutor
+from workers.executors.slurm.rest import RestError, SlurmRestExecutor
 from workers.pool_settings import settings_errors
 
 URL = "http://127.0.0.1:6820"
@@ -77,9 +77,9 @@ def cluster():
     try:
         requests.get(f"{URL}/openapi/v3", timeout=5)
     except requests.RequestException as exc:
-        pytest.fail(f"slurmrestd does not answer on {URL} ({exc}): {START_ADVICE}")
+        pytest.skip(f"slurmrestd does not answer on {URL} ({exc}): {START_ADVICE}")
     if not Path(TOKEN_FILE).is_file():
-        pytest.fail(f"no token for {JOB_USER} at {TOKEN_FILE}: {START_ADVICE}")
+        pytest.skip(f"no token for {JOB_USER} at {TOKEN_FILE}: {START_ADVICE}")
 
 
 def rest_executor(root, **settings) -> SlurmRestExecutor:
@@ -103,7 +103,8 @@ def executor(work_root):
 def scontrol_token(user: str, lifespan_s: int) -> str:
     """A token made the way an operator makes one, where the cluster's key lives."""
     done = slurm("scontrol", "token", f"username={user}", f"lifespan={lifespan_s}")
-    assert done.returncode == 0 and done.stdout.startswith("SLURM_JWT="), done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("SLURM_JWT="), done.stderr
     return done.stdout
 
 
@@ -167,7 +168,8 @@ def test_job_gone_from_the_listing_is_read_from_its_exit_code_file(executor, mak
     poll_until(executor, item, ended)
     RequestLog(monkeypatch, executor, no_jobs_listed)
     (event,) = executor.poll([item])
-    assert event.state == State.FAILED and event.exit_code == 3
+    assert event.state == State.FAILED
+    assert event.exit_code == 3
 
 
 def test_running_job_missing_from_one_listing_is_not_decided(executor, make_spec, monkeypatch):
@@ -177,7 +179,8 @@ def test_running_job_missing_from_one_listing_is_not_decided(executor, make_spec
     poll_until(executor, item, lambda e: e.state == State.RUNNING)
     RequestLog(monkeypatch, executor, no_jobs_listed)
     (event,) = executor.poll([item])
-    assert event.state is None and not event.missing
+    assert event.state is None
+    assert not event.missing
     monkeypatch.undo()
     (event,) = executor.poll([item])
     assert event.state == State.RUNNING
@@ -210,13 +213,15 @@ def test_the_pool_holds_no_cluster_key():
     that still names one is refused with what to use instead, and so is a worker sent one."""
     pool = yaml.safe_load((ROOT / "pipelines/pools/slurm-rest.yaml").read_text())
     assert not {"jwt_key", "token_lifespan_s"} & set(pool["settings"])
-    assert pool["settings"]["user"] == JOB_USER and pool["settings"]["token_file"]
+    assert pool["settings"]["user"] == JOB_USER
+    assert pool["settings"]["token_file"]
     assert settings_errors("slurm_rest", pool["settings"]) == []
     [refused] = settings_errors("slurm_rest", {"jwt_key": "/etc/slurm/jwt_hs256.key"})
-    assert refused.startswith("settings.jwt_key: no longer read") and "token_file" in refused
+    assert refused.startswith("settings.jwt_key: no longer read")
+    assert "token_file" in refused
     executor = SlurmRestExecutor("slurm-rest-test", {"jwt_key": "/etc/slurm/jwt_hs256.key",
                                                      "token_file": TOKEN_FILE})
-    with pytest.raises(ExecutorError, match="settings.jwt_key is no longer read") as raised:
+    with pytest.raises(ExecutorError, match=r"settings\.jwt_key is no longer read") as raised:
         executor.request("GET", "jobs")
     assert raised.value.permanent
 
@@ -288,7 +293,8 @@ def test_a_token_for_root_or_for_another_user_is_refused(make_spec, work_root, t
     spec = make_spec("ok")
     with pytest.raises(ExecutorError) as raised:
         executor.submit(spec)
-    assert raised.value.permanent and said in str(raised.value)
+    assert raised.value.permanent
+    assert said in str(raised.value)
     assert not work_root.exists()  # nothing written, nothing submitted
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from workers.executors import workdirs
+from workers.executors.base import ExecutorError
 
 
 def test_write_atomic_replaces_a_planted_link_instead_of_writing_through_it(tmp_path):
@@ -59,3 +62,21 @@ def test_keep_work_dir_reads_booleans_and_environment_words():
     assert not workdirs.keep_work_dir({"keep_work_dir": "false"})
     assert not workdirs.keep_work_dir({"keep_work_dir": None})
     assert not workdirs.keep_work_dir({})
+
+
+def test_write_atomic_gives_the_mode_asked_and_the_workers_alone_by_default(tmp_path):
+    workdirs.write_atomic(tmp_path / "exit_code", "0")
+    workdirs.write_atomic(tmp_path / "config.json", "{}", 0o644)  # a container's user reads it
+    assert (tmp_path / "exit_code").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("name", ["", "../etc", "a/b", ".hidden"])
+def test_a_run_dir_never_leaves_or_hides_in_the_work_root(tmp_path, name):
+    with pytest.raises(ExecutorError) as raised:
+        workdirs.run_dir_of(tmp_path, name)
+    assert raised.value.permanent
+
+
+def test_a_process_ids_run_dir_is_under_the_work_root(tmp_path):
+    assert workdirs.run_dir_of(tmp_path, "0b5e-42") == tmp_path / "0b5e-42"

@@ -1,27 +1,22 @@
-"""The registry of executors: each target of ``contract.TARGETS`` to the dotted path of its
-executor, imported lazily so a worker loads only the SDK its own target needs. The control
-plane reads the targets from the contract and never imports this package."""
+"""The registry of executors: each target of ``contract.TARGET_TABLE`` to the dotted path of
+its executor (named in its table entry), imported lazily so a worker loads only the SDK its own
+target needs. The control plane reads the targets from the contract and never imports this
+package."""
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from ..contract import TARGETS
+from ..contract import TARGET_TABLE
 
 if TYPE_CHECKING:
     from .base import Executor
 
 # Relative to this package: it is `workers.executors` in a checkout and
 # `orchestration_worker.executors` once installed.
-EXECUTORS: dict[str, str] = {
-    "local": f"{__name__}.local.LocalExecutor",
-    "docker": f"{__name__}.docker.DockerExecutor",
-    "slurm": f"{__name__}.slurm.SlurmExecutor",
-    "slurm_rest": f"{__name__}.slurm_rest.SlurmRestExecutor",
-    "ecs": f"{__name__}.ecs.EcsExecutor",
-}
-assert tuple(EXECUTORS) == TARGETS, "every target of the contract has one executor"
+EXECUTORS: dict[str, str] = {target.name: f"{__name__}.{target.executor}"
+                             for target in TARGET_TABLE}
 
 
 def executor_class(target: str) -> type[Executor]:

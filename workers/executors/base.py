@@ -1,11 +1,12 @@
 """The interface every target implements, and the poll written once for all of them.
 
 A target (local process, Docker, Slurm, ECS) subclasses :class:`Executor` and implements five
-small methods: ``find``, ``start``, ``statuses``, ``cancel`` and ``read_log`` (``release`` is
-optional). The template methods ``submit`` and ``poll`` hold the rules that must not differ
-between targets: submission looks for the run's job before it starts one, a poll asks the
-target once for every handle, a stop is carried out on every poll until the job has ended, and
-a terminal state is held back until the last log bytes are shipped.
+small methods: ``find``, ``start``, ``statuses``, ``cancel`` and ``read_log`` (``release``,
+``cancel_in_poll`` and ``read_log_in_poll`` are optional). The template methods ``submit`` and
+``poll`` hold the rules that must not differ between targets: submission refuses a job its
+target cannot run and looks for the run's job before it starts one, a poll asks the target once
+for every handle, a stop is carried out on every poll until the job has ended, and a terminal
+state is held back until the last log bytes are shipped.
 
 Handles are opaque strings chosen by the executor; the control plane stores them and hands
 them back, never parses them.
@@ -21,12 +22,14 @@ from typing import Any, ClassVar
 
 from ..contract import (
     LOG_CHUNK_BYTES,
+    TARGET_FACTS,
     Event,
     JobSpec,
     PollItem,
     State,
     decode_log,
     is_terminal,
+    job_refusals,
     this_host,
 )
 
@@ -75,15 +78,19 @@ class Executor(ABC):
     """One target kind. Instances are cheap; a worker makes one per message."""
 
     target: ClassVar[str]
-    # False: the worker opens the job spec's secrets into ``spec.env`` before ``submit``.
-    # True: ``start`` opens ``spec.secret_env`` itself, to keep the values out of what the
-    # target saves with the job (Slurm stores a job's environment).
-    opens_secrets: ClassVar[bool] = False
 
     def __init__(self, pool: str, settings: dict[str, Any] | None = None):
         self.pool = pool
         self.settings = dict(settings or {})
         self.host = this_host()
+
+    @property
+    def opens_secrets(self) -> bool:
+        """False: the worker opens the job spec's secrets into ``spec.env`` before ``submit``.
+        True: ``start`` opens ``spec.secret_env`` itself, to keep the values out of what the
+        target saves with the job (Slurm stores a job's environment). A fact of the target's
+        entry in ``contract.TARGET_TABLE``."""
+        return TARGET_FACTS[self.target].opens_secrets
 
     # --- what each target implements -------------------------------------------------------
 
@@ -117,10 +124,28 @@ class Executor(ABC):
         """Free what the finished job still holds on the target (a container, a work dir).
         Called only after its terminal event, with its last log bytes, has been sent."""
 
+    def cancel_in_poll(self, item: PollItem, status: Status) -> None:
+        """The stop a poll carries for ``item``, which ``statuses`` just described as
+        ``status``: ``cancel`` unless the target overrides it. What a target learnt in a poll
+        travels in its Status (a subclass may carry more), never on the instance."""
+        self.cancel(item.handle)
+
+    def read_log_in_poll(self, item: PollItem, status: Status, limit: int) -> LogChunk:
+        """The log read a poll makes for ``item``, given its ``status`` from the same poll:
+        ``read_log`` unless the target overrides it."""
+        return self.read_log(item, limit)
+
     # --- the rules written once -------------------------------------------------------------
 
     def submit(self, spec: JobSpec) -> Submission:
-        """Start ``spec`` unless it already runs: a job spec delivered twice gives one job."""
+        """Start ``spec`` unless it already runs: a job spec delivered twice gives one job.
+        A job the target cannot run (``contract.job_refusals``) is a permanent ExecutorError,
+        before the target is asked anything: its pipeline was loaded by an older control plane
+        that did not refuse it."""
+        refusals = job_refusals(self.target, image=spec.image, script=spec.script,
+                                command=spec.command)
+        if refusals:
+            raise ExecutorError("; ".join(refusals), permanent=True)
         found = self.find(spec)
         if found is not None:
             log.info("process %s already has job %s", spec.process_id, found.handle)
@@ -146,8 +171,8 @@ class Executor(ABC):
             event.message = status.message or f"{self.target} does not know handle {item.handle}"
             return event
         if item.stop_requested and (status.state is None or not is_terminal(status.state)):
-            self._cancel_quietly(item.handle)
-        chunk = self._read_log_quietly(item)
+            self._cancel_quietly(item, status)
+        chunk = self._read_log_quietly(item, status)
         log_drained = chunk is not None and len(chunk.data) < LOG_CHUNK_BYTES
         chunk = chunk or LogChunk()
         text, used = decode_log(chunk.data)
@@ -164,15 +189,15 @@ class Executor(ABC):
             event.message = status.message
         return event
 
-    def _cancel_quietly(self, handle: str) -> None:
+    def _cancel_quietly(self, item: PollItem, status: Status) -> None:
         try:
-            self.cancel(handle)
+            self.cancel_in_poll(item, status)
         except ExecutorError as exc:  # asked again on the next poll
-            log.warning("cancel of %s failed: %s", handle, exc)
+            log.warning("cancel of %s failed: %s", item.handle, exc)
 
-    def _read_log_quietly(self, item: PollItem) -> LogChunk | None:
+    def _read_log_quietly(self, item: PollItem, status: Status) -> LogChunk | None:
         try:
-            return self.read_log(item, LOG_CHUNK_BYTES)
+            return self.read_log_in_poll(item, status, LOG_CHUNK_BYTES)
         except ExecutorError as exc:  # None: the logs come on a later poll
             log.warning("log read of %s failed: %s", item.handle, exc)
             return None

@@ -9,8 +9,10 @@ is the process id; the run dir is found from it, so a worker that restarts knows
 its host without any list of its own.
 
 Pool settings: ``work_root``; ``job_user`` and ``job_uids``, who jobs run as (see
-``local_users``: by default a uid of its own for each job, never root); a job's memory and
-cpus are enforced (see ``local_limits``).
+``local_users``: by default a uid of its own for each job, never root); ``keep_work_dir``
+(false), true keeps a finished run's files, its work dir with them (and, for a dynamic user,
+the uid's lease until someone removes the work dir); a job's memory and cpus are enforced
+(see ``local_limits``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from .. import environment
 from ..contract import JobSpec, PollItem, State
-from . import local_limits, local_users
+from . import local_limits, local_users, workdirs
 from .base import Executor, ExecutorError, LogChunk, Status, Submission
 from .local_runner import JOB_DIR
 
@@ -46,21 +48,15 @@ TOMBSTONE = {"pid", "exit_code", "cancelled", "timed_out", "limit_note", "claim"
 _said: set[str] = set()
 
 
-def default_work_root() -> Path:
-    return Path(os.environ.get("ORCH_WORK_ROOT", "var/work")).absolute()
-
-
 class LocalExecutor(Executor):
     target = "local"
 
     @property
     def work_root(self) -> Path:
-        return Path(self.settings.get("work_root") or default_work_root())
+        return Path(self.settings.get("work_root") or workdirs.default_work_root())
 
     def work_dir(self, handle: str) -> Path:
-        if not handle or "/" in handle or handle.startswith("."):
-            raise ExecutorError(f"not a local handle: {handle!r}", permanent=True)
-        return self.work_root / handle
+        return workdirs.run_dir_of(self.work_root, handle)
 
     # --- submit -------------------------------------------------------------------------------
 
@@ -164,18 +160,13 @@ class LocalExecutor(Executor):
             local_users.end_lease(job_dir, owner)
 
     def _command(self, spec: JobSpec) -> list[str]:
+        """What the runner starts. ``submit`` has refused what no local job may ask
+        (``contract.job_refusals``): an image, or neither a command nor a script."""
         if spec.user:
             raise ExecutorError(f"run.user: the local target never runs a job as "
                                 f"{spec.user!r}; its pool's job_user decides", permanent=True)
-        if spec.image:
-            raise ExecutorError(
-                f"the local target cannot run image {spec.image!r}; use target docker",
-                permanent=True,
-            )
         if spec.script:
             return ["/bin/sh", "script"]
-        if not spec.command:
-            raise ExecutorError("the pipeline names no command or script", permanent=True)
         return list(spec.command)
 
     def _job_env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
@@ -202,7 +193,7 @@ class LocalExecutor(Executor):
         code = _read_int(work_dir / "exit_code")
         if code is not None:
             return _finished(work_dir, code)
-        runner_pid, job_pid = _read_pids(work_dir)
+        runner_pid, _ = _read_pids(work_dir)
         if runner_pid and _is_runner(runner_pid, work_dir):
             return Status(State.RUNNING)
         code = _read_int(work_dir / "exit_code")  # it may have ended since the first look
@@ -218,7 +209,7 @@ class LocalExecutor(Executor):
         if not marker.exists():
             marker.write_text(str(time.time()))
         runner_pid, job_pid = _read_pids(work_dir)
-        if not (runner_pid and _is_runner(runner_pid, work_dir)):
+        if not (runner_pid and job_pid and _is_runner(runner_pid, work_dir)):
             return
         overdue = time.time() - float(marker.read_text() or 0) > STOP_GRACE_S
         with contextlib.suppress(ProcessLookupError):
@@ -226,24 +217,17 @@ class LocalExecutor(Executor):
 
     def read_log(self, item: PollItem, limit: int) -> LogChunk:
         path = self.work_dir(item.handle) / "output.log"
-        try:
-            with open(path, "rb") as out:
-                out.seek(item.log_offset)
-                return LogChunk(out.read(limit))
-        except FileNotFoundError:
-            return LogChunk()
+        return LogChunk(workdirs.read_from(path, item.log_offset, limit))
 
     def release(self, handle: str) -> None:
+        """Free the job's cgroups; unless the pool keeps work dirs, remove its work dir (giving
+        its uid back) and its run dir's files but the markers."""
         work_dir = self.work_dir(handle)
         local_limits.remove(_limits(work_dir).get("cgroups", []))
+        if workdirs.keep_work_dir(self.settings):
+            return
         self._remove_job_dir(work_dir / JOB_DIR)
-        for path in work_dir.iterdir():
-            if path.name in TOMBSTONE:
-                continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        workdirs.clean_run_dir(work_dir, TOMBSTONE)
 
 
 def _finished(work_dir: Path, code: int) -> Status:
@@ -322,16 +306,16 @@ def _starting(work_dir: Path) -> bool:
 
 def _read_int(path: Path) -> int | None:
     try:
-        return int(path.read_text())
-    except (FileNotFoundError, ValueError):
+        return int(workdirs.read_small(path) or "")
+    except ValueError:
         return None
 
 
 def _read_pids(work_dir: Path) -> tuple[int | None, int | None]:
     try:
-        runner, job = (int(x) for x in (work_dir / "pid").read_text().split())
+        runner, job = (int(x) for x in (workdirs.read_small(work_dir / "pid") or "").split())
         return runner, job
-    except (FileNotFoundError, ValueError):
+    except ValueError:
         return None, None
 
 

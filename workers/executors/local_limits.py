@@ -189,8 +189,9 @@ def _v2_places() -> tuple[list[Path], list[Path]] | None:
 
 def _v1_places() -> tuple[list[Path], list[Path]] | None:
     mounts, own = _mounts(), _own_cgroups()
-    homes = [_inside(mounts[c], own[c]) for c in NEEDED if c in mounts and c in own]
-    if len(homes) != len(NEEDED) or None in homes:
+    homes = [home for c in NEEDED if c in mounts and c in own
+             if (home := _inside(mounts[c], own[c])) is not None]
+    if len(homes) != len(NEEDED):
         return None
     return homes, homes
 

@@ -21,22 +21,15 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
+from typing import Any
 
 from . import local_limits
 from .local_users import JobUser, kill_every_process_of
+from .workdirs import write_atomic
 
 KILL_GRACE_S = 10
 JOB_DIR = "work"  # the job's own dir in its run dir, the only one it may write
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers see the old text or the new, never a part. The temporary file is the writer's
-    own: two deliveries of one job spec may write the same handle at once."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def exit_status(returncode: int) -> int:
@@ -46,10 +39,13 @@ def exit_status(returncode: int) -> int:
 
 def supervise(run_dir: Path, job: argparse.Namespace, ready_fd: int) -> int:
     os.umask(0o077)  # the run dir's files (log, pid, exit code) are the worker's alone
-    user = JobUser(*job.user, dynamic=job.dynamic_user)
+    uid, gid = job.user
+    user = JobUser(uid, gid, dynamic=job.dynamic_user)
     limits = local_limits.for_job(f"orchestration-{run_dir.name}", job.memory_mb, job.cpus,
                                   job.time_limit)
     write_atomic(run_dir / "limits", json.dumps(limits.describe()))
+    as_user: dict[str, Any] = ({} if user.is_worker else
+                               {"user": user.uid, "group": user.gid, "extra_groups": []})
     try:
         with open(run_dir / "output.log", "ab") as out, limits.starting():
             child = subprocess.Popen(
@@ -60,8 +56,7 @@ def supervise(run_dir: Path, job: argparse.Namespace, ready_fd: int) -> int:
                 stderr=subprocess.STDOUT,
                 process_group=0,
                 preexec_fn=limits.in_child,
-                **({} if user.is_worker else
-                   {"user": user.uid, "group": user.gid, "extra_groups": []}),
+                **as_user,
             )
     except OSError as exc:
         limits.end()

@@ -207,7 +207,7 @@ def _leases_locked() -> Iterator[None]:
 
 
 def _uids_of_processes() -> set[int]:
-    uids = set()
+    uids: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue

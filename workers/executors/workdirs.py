@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .base import ExecutorError
+
 log = logging.getLogger(__name__)
 
 # The most a small file of a run dir (an id, an exit code) is read for.
@@ -29,6 +31,14 @@ def default_work_root() -> Path:
     return Path(os.environ.get("ORCH_WORK_ROOT", "var/work")).absolute()
 
 
+def run_dir_of(work_root: Path, process_id: str) -> Path:
+    """The run dir of ``process_id`` under ``work_root``. Handles and ids come back from the
+    control plane: a name that would leave the work root or hide in it is refused."""
+    if not process_id or "/" in process_id or process_id.startswith("."):
+        raise ExecutorError(f"not a process id: {process_id!r}", permanent=True)
+    return work_root / process_id
+
+
 def keep_work_dir(settings: dict[str, Any]) -> bool:
     """The pool setting ``keep_work_dir``: true keeps a finished run's files for debugging.
     Pool files give a boolean; an environment-style "1", "true" or "yes" means the same."""
@@ -38,13 +48,15 @@ def keep_work_dir(settings: dict[str, Any]) -> bool:
     return bool(value)
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     """Replace ``path`` whole: readers see the old text or the new, never a part. The draft
     has a fresh, unguessable name of its own (two deliveries of one job spec may write the
     same file at once), and the rename replaces a link planted at ``path`` instead of
-    writing through it."""
+    writing through it. ``mode``: the worker's alone unless said otherwise (a file a
+    container bind-mounts must be readable by the container's user)."""
     fd, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as out:
             out.write(text)
         os.replace(draft, path)

@@ -67,10 +67,9 @@ try:
     from moto.logs.responses import LogsResponse
     from moto.server import ThreadedMotoServer
     from werkzeug.exceptions import ServiceUnavailable
-except ImportError as exc:  # the tests must fail, not skip, without their emulator
-    raise ImportError(
-        f"the ECS tests need moto's server mode: pip install 'moto[server]>=5.2.5' ({exc})"
-    ) from exc
+except ImportError as exc:  # a skip with the reason (a failure in CI: tests/conftest.py)
+    pytest.skip(f"the ECS tests need moto's server mode: pip install 'moto[server]>=5.2.5' "
+                f"({exc})", allow_module_level=True)
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "eu-west-1"

@@ -1,8 +1,8 @@
 """The slurm target: a worker on a Slurm submission node drives sbatch, squeue, scancel and sacct.
 
-Every command goes through :func:`.slurm_common.run_command` (an argv list and
-a timeout, never a shell line). The rules both Slurm targets share (the batch script, the work
-dir, the state table, what a vanished job means) live in ``slurm_common``.
+Every command goes through :func:`run_command` (an argv list and a timeout, never a shell
+line). The rules both Slurm targets share (the batch script, the work dir, the state table,
+what a vanished job means) live in the other modules of this package.
 
 Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``partition``,
 ``account``, ``qos``, ``lost_grace_s``, ``keep_work_dir``):
@@ -24,27 +24,21 @@ once the job has its nodes, and scancel has no such option.
 
 from __future__ import annotations
 
+import logging
 import os
-import pwd
 import subprocess
 import time
 
-from ..contract import JobSpec
-from . import slurm_common
-from .base import ExecutorError
-from .slurm_common import (
-    Handle,
-    JobOptions,
-    JobRecord,
-    JobUser,
-    SlurmExecutorBase,
-    chunks,
-    exit_from_sacct,
-    exit_from_wait_status,
-    local_user,
-    setting,
-    submit_error,
-)
+from ...contract import JobSpec
+from ..base import ExecutorError
+from .base import SlurmExecutorBase, submit_error
+from .batch_script import JobOptions
+from .handle import Handle
+from .job_user import JobUser, submitting_user
+from .settings import setting
+from .states import JobRecord, exit_from_sacct, exit_from_wait_status
+
+log = logging.getLogger(__name__)
 
 # One line per job: id, state, raw exit status, reason, submit time, and the name last (a
 # stranger's job name may hold the separator; ours never do).
@@ -54,6 +48,45 @@ SACCT_FORMAT = "JobID,State,ExitCode,Submit,JobName"
 NOTHING_TO_CANCEL = ("no active jobs match", "invalid job id", "already completing", "completed")
 
 
+def run_command(
+    argv: list[str], timeout: float, env: dict[str, str] | None = None,
+    user: JobUser | None = None,
+) -> subprocess.CompletedProcess:
+    """Run one Slurm command: an argv list (never a shell line), a timeout, no stdin; as
+    ``user`` when given (the worker must be root), else as the worker.
+
+    Returns the finished process whatever its exit status (callers read Slurm's words);
+    raises ExecutorError when it cannot be run or does not end in ``timeout`` seconds."""
+    started = time.monotonic()
+    # None is subprocess's own default for each: the worker's user, group and groups.
+    uid, gid, groups = (None, None, None) if user is None else (user.uid, user.gid, user.groups)
+    try:
+        done = subprocess.run(
+            argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout, check=False, user=uid, group=gid, extra_groups=groups,
+        )
+    except FileNotFoundError:
+        raise ExecutorError(f"{argv[0]} is not installed on this worker's host") from None
+    except subprocess.TimeoutExpired:
+        raise ExecutorError(f"{argv[0]} did not answer within {timeout} s") from None
+    log.debug("%s -> %s in %.3f s", argv[0], done.returncode, time.monotonic() - started)
+    return done
+
+
+def chunks(words: list[str], max_chars: int = 100_000) -> list[list[str]]:
+    """Split ``words`` so each comma-joined chunk fits in one argument (Linux caps one argv
+    string at 128 KiB): one call answers for about 2,000 job names, 12,000 ids."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for word in words:
+        if out[-1] and size + len(word) + 1 > max_chars:
+            out.append([])
+            size = 0
+        out[-1].append(word)
+        size += len(word) + 1
+    return [chunk for chunk in out if chunk]
+
+
 class SlurmExecutor(SlurmExecutorBase):
     target = "slurm"
 
@@ -61,7 +94,7 @@ class SlurmExecutor(SlurmExecutorBase):
             user: JobUser | None = None) -> subprocess.CompletedProcess:
         timeout = float(setting(self.settings, "command_timeout_s",
                                 "ORCH_SLURM_COMMAND_TIMEOUT_S", 30))
-        return slurm_common.run_command(argv, timeout, env, user=user)
+        return run_command(argv, timeout, env, user=user)
 
     def job_owner(self) -> JobUser | None:
         return submitting_user(setting(self.settings, "user", "ORCH_SLURM_USER"))
@@ -77,7 +110,7 @@ class SlurmExecutor(SlurmExecutorBase):
     # --- asking Slurm ---------------------------------------------------------------------------
 
     def live_jobs(self, names: list[str]) -> list[JobRecord]:
-        records = []
+        records: list[JobRecord] = []
         for chunk in chunks(names):
             done = self.run([
                 "squeue", "--noheader", "--states=all", f"--name={','.join(chunk)}",
@@ -98,7 +131,7 @@ class SlurmExecutor(SlurmExecutorBase):
         # Bounded by the earliest submit time: an old job that had the same id is not read.
         since = time.strftime("%Y-%m-%dT%H:%M:%S",
                               time.localtime(min(h.submitted for h in handles) - 60))
-        records = []
+        records: list[JobRecord] = []
         for chunk in chunks(sorted({h.job_id for h in handles})):
             done = self.run([
                 "sacct", "-c" if mode == "jobcomp" else "-X", "--noheader", "--parsable2",
@@ -127,33 +160,6 @@ class SlurmExecutor(SlurmExecutorBase):
         said = _said(done)
         if done.returncode != 0 and not any(w in said.lower() for w in NOTHING_TO_CANCEL):
             raise ExecutorError(f"scancel of job {handle.job_id} failed: {said}")
-
-
-def submitting_user(configured: str | None) -> JobUser | None:
-    """Who sbatch and scancel run as: the pool's ``user`` when the worker is root, else None
-    (the worker itself). Raises a permanent ExecutorError, naming ``settings.user``, for a
-    root worker without a user, for root, or for a user a non-root worker cannot be."""
-    configured = str(configured) if configured not in (None, "") else None
-    if os.geteuid() != 0:
-        if configured is not None:
-            named = local_user(configured)
-            if named is None or named.uid != os.geteuid():
-                me = pwd.getpwuid(os.geteuid()).pw_name
-                raise ExecutorError(
-                    f"settings.user: {configured!r}, but this worker runs as {me} and can "
-                    f"submit jobs only as itself: run the worker as root or as {configured}",
-                    permanent=True)
-        return None
-    if configured is None:
-        raise ExecutorError(
-            "settings.user: this worker runs as root and Slurm jobs never do: name the "
-            "unprivileged user they run as (user: orch-slurm, or ORCH_SLURM_USER)",
-            permanent=True)
-    user = local_user(configured)
-    if user is None:
-        raise ExecutorError(f"settings.user: there is no user {configured!r} on this host",
-                            permanent=True)
-    return user
 
 
 def _said(done: subprocess.CompletedProcess) -> str:

@@ -2,9 +2,10 @@
 
 The worker needs no Slurm command, no munge key and no cluster key: only the URL and a token
 for the one user its jobs run as, made where the key lives (``scontrol token username=USER
-lifespan=N``) and handed to it in a file an operator renews (cron), or in ``SLURM_JWT``. The
-batch script, the work dir and the state table are those of the sbatch target
-(``slurm_common``); the work dir must be on a file system the worker and the compute nodes share.
+lifespan=N``) and handed to it in a file an operator renews (cron), or in ``SLURM_JWT``
+(``rest_token``). The batch script, the work dir and the state table are those of the sbatch
+target (the other modules of this package); the work dir must be on a file system the worker
+and the compute nodes share.
 
 slurmrestd answers HTTP 500, not 401, to an expired or refused token (error -1 when listing,
 5005 "Zero Bytes were transmitted" when submitting), and 500 with error 2017 to a job it does
@@ -28,30 +29,21 @@ Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``par
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import stat
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 
-from ..contract import JobSpec
-from .base import ExecutorError
-from .slurm_common import (
-    Handle,
-    JobOptions,
-    JobRecord,
-    JobUser,
-    SlurmExecutorBase,
-    exit_from_wait_status,
-    local_user,
-    setting,
-    submit_error,
-)
+from ...contract import JobSpec
+from ..base import ExecutorError
+from .base import SlurmExecutorBase, submit_error
+from .batch_script import JobOptions
+from .handle import Handle
+from .job_user import JobUser, local_user
+from .rest_token import token_for
+from .settings import setting
+from .states import JobRecord, exit_from_wait_status
 
 UNKNOWN_JOB = 2017  # ESLURM_INVALID_JOB_ID: not known, or purged
 ALREADY_DONE = 2021  # ESLURM_ALREADY_DONE: cancel of a job that has ended
@@ -69,95 +61,6 @@ class RestError(ExecutorError):
         self.numbers = {number for _, number in numbered}  # error_code in submit answers
         words = "; ".join(f"{e.get('description') or e.get('error')} ({n})" for e, n in numbered)
         super().__init__(f"slurmrestd answered HTTP {status}: {words or text[:300]}{hint}")
-
-
-class Token:
-    """The pool's JWT, from ``path`` (read again whenever the file changes, so an operator's
-    cron can renew it under a running worker) or, without a path, from ``SLURM_JWT``.
-
-    Nothing is minted here and no key is held: the token is checked (a JWT, for a user other
-    than root, not expired) and sent as it is. Thread-safe; one per file per process."""
-
-    def __init__(self, path: str | None):
-        self.path = path
-        self.token = ""
-        self.claims: dict[str, Any] = {}
-        self.reads = 0  # how often the file was read: once per change
-        self._seen: tuple | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def where(self) -> str:
-        return f"token_file {self.path}" if self.path else "SLURM_JWT in the worker's environment"
-
-    def get(self) -> tuple[str, dict[str, Any]]:
-        """The token and its claims, or an ExecutorError that names where it comes from."""
-        with self._lock:
-            if self.path:
-                self._read_if_changed()
-            else:
-                self._take(os.environ.get("SLURM_JWT", ""))
-            expires = self.claims.get("exp")
-            if isinstance(expires, (int, float)) and expires <= time.time():
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(expires))
-                renew = f" > {self.path}" if self.path else ""
-                raise ExecutorError(
-                    f"the token in {self.where} expired at {when}: renew it (scontrol token "
-                    f"username={self.claims.get('sun')} lifespan=N{renew})")
-            return self.token, self.claims
-
-    def _read_if_changed(self) -> None:
-        try:
-            seen = os.stat(self.path)
-            if not stat.S_ISREG(seen.st_mode):
-                raise ExecutorError(f"cannot read the token: {self.where}: not a file")
-            if seen.st_mode & 0o004:
-                raise ExecutorError(
-                    f"{self.where} is readable by every user (mode "
-                    f"{seen.st_mode & 0o777:04o}): whoever reads it can act as its user; "
-                    "make it readable by the worker only (chmod 600)")
-            key = (seen.st_ino, seen.st_mtime_ns, seen.st_size)
-            if key == self._seen:
-                return
-            text = Path(self.path).read_text()
-        except OSError as exc:
-            raise ExecutorError(f"cannot read the token: {self.where}: "
-                                f"{exc.strerror or exc}") from None
-        self._take(text)
-        self._seen = key
-        self.reads += 1
-
-    def _take(self, text: str) -> None:
-        token = text.strip().removeprefix("SLURM_JWT=").strip()
-        if not token:
-            raise ExecutorError(f"no token in {self.where}: give the worker one for its pool's "
-                                "user (scontrol token username=USER lifespan=N)")
-        if token == self.token:
-            return
-        try:
-            payload = token.split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (IndexError, ValueError):
-            raise ExecutorError(f"{self.where} holds no JWT (what scontrol token prints)") from None
-        if not isinstance(claims, dict) or not isinstance(claims.get("sun"), str):
-            raise ExecutorError(f"the token in {self.where} names no user (claim sun)")
-        if claims["sun"] == "root":
-            raise ExecutorError(f"the token in {self.where} is root's: Slurm jobs never run as "
-                                "root; give the pool a token for its own user", permanent=True)
-        self.token, self.claims = token, claims
-
-
-_TOKENS: dict[str | None, Token] = {}
-_TOKENS_LOCK = threading.Lock()
-
-
-def token_for(path: str | None) -> Token:
-    """The one Token of this process for ``path`` (a worker makes an executor per message;
-    they all share one read of the file)."""
-    with _TOKENS_LOCK:
-        if path not in _TOKENS:
-            _TOKENS[path] = Token(path)
-        return _TOKENS[path]
 
 
 class SlurmRestExecutor(SlurmExecutorBase):

@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..contract import JobSpec
-from .base import ExecutorError
+from ...contract import JobSpec
+from ..base import ExecutorError
 
 DEFAULT_USER = "65534:65534"  # nobody:nogroup
 ROOT = "0:0"
@@ -62,5 +62,5 @@ def host_options() -> dict[str, Any]:
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges:true"],  # the form both Docker and Podman take
         "read_only": True,
-        "tmpfs": {"/tmp": f"rw,{MOUNT_HARDENING}"},
+        "tmpfs": {"/tmp": f"rw,{MOUNT_HARDENING}"},  # noqa: S108 - the container's own /tmp
     }
