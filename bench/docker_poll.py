@@ -6,9 +6,11 @@ Measures, against the real engine at DOCKER_HOST:
 
 1. submit to RUNNING: from ``submit()`` to the first poll that reports RUNNING, for one busybox
    container at a time (``--samples`` runs; median and max);
-2. one poll cycle of ``--containers`` running containers: the engine API calls (counted on the
-   HTTP connection) and the time of ``statuses()`` (the state of every container) and of a full
-   ``poll()`` (states plus each container's new log bytes).
+2. poll cycles of ``--containers`` running containers, one in 20 printing a line a second:
+   the engine API calls (counted on the HTTP connection) and the time of ``statuses()`` (the
+   state of every container) and of a full ``poll()`` (states plus the new log bytes of the
+   containers whose log grew), with the log cursors carried from one cycle to the next as
+   the control plane carries them. The first cycle reads every log (no cursor yet).
 
 Every container it starts carries a pool label of its own and is removed at the end, also on
 an error or Ctrl-C. Prints a JSON summary and writes it to bench/results/docker_poll.json.
@@ -86,8 +88,23 @@ def submit_to_running(executor: DockerExecutor, samples: int) -> dict:
     }
 
 
+# One container in TICKING prints a line a second; the others print nothing while they run.
+TICKING = 20
+
+
+def carried(items: list[PollItem], events) -> None:
+    """The next round's items, as the control plane makes them from a poll's events."""
+    for poll_item, event in zip(items, events, strict=True):
+        if event.log_end is not None:
+            poll_item.log_offset = event.log_end
+        if event.log_cursor:
+            poll_item.log_cursor = event.log_cursor
+
+
 def poll_cycle(executor: DockerExecutor, count: int, threads: int) -> dict:
-    specs = [spec(executor.pool, ["sleep", "600"]) for _ in range(count)]
+    ticking = ["sh", "-c", "while true; do echo tick; sleep 1; done"]
+    specs = [spec(executor.pool, ticking if n % TICKING == 0 else ["sleep", "600"])
+             for n in range(count)]
     started = time.perf_counter()
 
     def submit(s: JobSpec) -> str:
@@ -101,18 +118,27 @@ def poll_cycle(executor: DockerExecutor, count: int, threads: int) -> dict:
     if states != {State.RUNNING: count}:
         raise SystemExit(f"not all containers run: {states}")
     rounds = []
-    for _ in range(3):
+    for _ in range(4):  # the first reads every log; the next ones only those that grew
         statuses_s, statuses_calls = counted(executor, lambda: executor.statuses(items))
-        poll_s, poll_calls = counted(executor, lambda: executor.poll(items))
+        answered: list = []
+        poll_s, poll_calls = counted(
+            executor, lambda out=answered: out.extend(executor.poll(items)))
+        carried(items, answered)
         rounds.append((statuses_s, statuses_calls, poll_s, poll_calls))
+        time.sleep(1)  # a poll interval, for the ticking ones to print
+    steady = rounds[1:]
     return {
         "containers": count,
+        "printing": len(range(0, count, TICKING)),
         "start_all_s": started_s,
         "statuses": {"engine_calls": rounds[0][1], "total_calls": sum(rounds[0][1].values()),
                      "median_s": statistics.median(r[0] for r in rounds)},
-        "poll_with_logs": {"engine_calls": rounds[0][3],
-                           "total_calls": sum(rounds[0][3].values()),
-                           "median_s": statistics.median(r[2] for r in rounds)},
+        "first_poll_with_logs": {"engine_calls": rounds[0][3],
+                                 "total_calls": sum(rounds[0][3].values()),
+                                 "seconds": rounds[0][2]},
+        "poll_with_logs": {"engine_calls": steady[-1][3],
+                           "total_calls": max(sum(r[3].values()) for r in steady),
+                           "median_s": statistics.median(r[2] for r in steady)},
     }
 
 

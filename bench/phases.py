@@ -139,13 +139,15 @@ def end_to_end(port: int, token: str, *, count: int, clients: int, pipeline: str
 def start_latency(port: int, token: str, *, pipeline: str, samples: int, timeout: float,
                   stop: bool = False) -> dict:
     """Submit one process at a time on an idle pool; submit to RUNNING, from the POST being
-    sent to the ``started_at`` the control plane recorded. With ``stop``, each job (one that
-    would run on) is stopped through the API and waited for before the next is sent."""
-    from apps.processes.models import Process
-    from workers.contract import is_terminal
+    sent to the ``started_at`` the control plane recorded (when the target says the job
+    started), and to the moment RUNNING was recorded (when a client can see it), also counted
+    from the target's own start. With ``stop``, each job (one that would run on) is stopped
+    through the API and waited for before the next is sent."""
+    from apps.processes.models import Process, ProcessEvent
+    from workers.contract import State, is_terminal
 
     api = Api(port, token)
-    latencies, posts = [], []
+    latencies, posts, seen, after_start = [], [], [], []
     try:
         for _ in range(samples):
             sent = time.time()
@@ -164,6 +166,11 @@ def start_latency(port: int, token: str, *, pipeline: str, samples: int, timeout
                                        "never RUNNING")
                 time.sleep(0.005)
             latencies.append(started_at.timestamp() - sent)
+            recorded = ProcessEvent.objects.filter(
+                process_id=body["id"], to_state=State.RUNNING).values_list(
+                "recorded_at", flat=True).first() or started_at
+            seen.append(recorded.timestamp() - sent)
+            after_start.append(recorded.timestamp() - started_at.timestamp())
             if stop:
                 _stop_and_wait(api, body["id"], timeout)
             # not in step with the poll loop
@@ -175,7 +182,11 @@ def start_latency(port: int, token: str, *, pipeline: str, samples: int, timeout
             "p50_ms": load.percentile(ordered, 50) * 1000,
             "p99_ms": load.percentile(ordered, 99) * 1000,
             "max_ms": ordered[-1] * 1000,
-            "post_p50_ms": load.percentile(sorted(posts), 50) * 1000}
+            "post_p50_ms": load.percentile(sorted(posts), 50) * 1000,
+            "seen_p50_ms": load.percentile(sorted(seen), 50) * 1000,
+            "seen_p99_ms": load.percentile(sorted(seen), 99) * 1000,
+            "after_start_p50_ms": load.percentile(sorted(after_start), 50) * 1000,
+            "after_start_p99_ms": load.percentile(sorted(after_start), 99) * 1000}
 
 
 def _stop_and_wait(api: Api, pid: str, timeout: float) -> None:

@@ -106,7 +106,9 @@ def _docker_counts(stdout: str) -> dict:
     return {"handles": poll["containers"], "status_calls": poll["statuses"]["total_calls"],
             "calls": poll["poll_with_logs"]["engine_calls"],
             "total_calls": poll["poll_with_logs"]["total_calls"],
-            "note": "one container list answers for all; each container's logs are one call"}
+            "printing": poll.get("printing"),
+            "first_cycle_calls": poll.get("first_poll_with_logs", {}).get("total_calls"),
+            "note": "one container list answers for all; logs read only where they grew"}
 
 
 def _slurm_counts(stdout: str) -> dict:

@@ -111,18 +111,27 @@ def rows(results: dict) -> list[Row]:
         "SUCCEEDED (per s)", _n(e2e["ours"]["per_second"], 1),
         f"raw Celery {_n(e2e['raw_celery']['per_second'], 1)}",
         f"{e2e['ratio'] * 100:.0f} %", ">= 30 %", _met(e2e["ratio"] >= 0.30)))
-    for target in ("local", "docker", "slurm"):
+    # Submit to RUNNING as a client sees it (the RUNNING event recorded): from the POST on
+    # local and Slurm, from the target's own start of the job on Docker (the container's
+    # StartedAt), with the other figure beside it.
+    for target, measured, limit in (("local", "seen", 50), ("docker", "after_start", 150),
+                                    ("slurm", "seen", 1200)):
         latency = results["start_latency"].get(target) or {"missing": "not run"}
         row_id = f"start_latency_{target}"
-        measure = f"submit to RUNNING on {target}, p50 / p99 (ms)"
+        measure = (f"submit to RUNNING seen on {target}, p50 / p99 (ms)" if measured == "seen"
+                   else f"RUNNING seen after the {target} job's own start, p50 / p99 (ms)")
         if "missing" in latency:
             out.append(Row(row_id, 3, measure, f"not measured: {latency['missing']}"))
             continue
-        goal = "p50 < 150 ms" if target == "local" else ""
+        # A result written before these figures has only the POST to started_at.
+        p50 = latency.get(f"{measured}_p50_ms", latency["p50_ms"])
+        p99 = latency.get(f"{measured}_p99_ms", latency["p99_ms"])
+        other = (f"submit to RUNNING seen {latency.get('seen_p50_ms', p50):.0f} ms p50"
+                 if measured == "after_start" else
+                 f"to the start it records {latency['p50_ms']:.0f} ms p50")
         out.append(Row(
-            row_id, 3, measure + f", {latency['samples']} runs",
-            f"{latency['p50_ms']:.0f} / {latency['p99_ms']:.0f}", "", "", goal,
-            _met(latency["p50_ms"] < 150) if goal else ""))
+            row_id, 3, measure + f", {latency['samples']} runs", f"{p50:.0f} / {p99:.0f}",
+            other, "", f"p50 < {limit:,} ms", _met(p50 < limit)))
     reads, scale = results["scale_reads"], results["scale"]
     rows_n = f"{scale['rows']:,}"
     for row_id, key, what, goal in (
@@ -140,7 +149,7 @@ def rows(results: dict) -> list[Row]:
     polling = results["polling"]
     for target, goal, check in (
         ("slurm", "1 call", lambda p: p["status_calls"] <= 1),
-        ("docker", "", None),
+        ("docker", "tens of calls (<= 100)", lambda p: p.get("total_calls", 1e9) <= 100),
         ("ecs", "<= 10 describe_tasks", lambda p: p["status_calls"] <= 10),
     ):
         poll = polling.get(target) or {"missing": "not run"}
@@ -151,10 +160,14 @@ def rows(results: dict) -> list[Row]:
             continue
         calls = ", ".join(f"{name} {count:g}" for name, count in poll["calls"].items())
         budget = poll.get("log_reads_per_poll")
+        printing = poll.get("printing")
         out.append(Row(
             row_id, 5, f"target calls per poll cycle, {poll['handles']:,} {target} handles"
-            + (f" (log reads per poll {budget})" if budget else ""),
-            f"{poll['status_calls']:g} for states ({calls})", "", "", goal,
+            + (f" (log reads per poll {budget})" if budget else "")
+            + (f" ({printing} printing)" if printing else ""),
+            f"{poll['status_calls']:g} for states ({calls})",
+            f"first cycle {poll['first_cycle_calls']:g} calls"
+            if poll.get("first_cycle_calls") else "", "", goal,
             _met(check(poll)) if check else ""))
     foot = results["footprint"]
     out.append(Row(
@@ -241,9 +254,13 @@ workers of the Docker and Slurm pools; it stops all of them at the end. Results 
    baseline: as many trivial Celery tasks with the same reliable settings (acks late, prefetch
    1, publisher confirms) on the same broker, each answering with one message, as our worker
    answers a job spec with an event message.
-3. **Start latency**: from the POST being sent to the `started_at` the control plane recorded,
-   one process at a time on an idle pool. Docker and Slurm jobs are stopped once they run;
-   their RUNNING comes from the poll loop (every `ORCH_POLL_INTERVAL_S`, 2 s by default).
+3. **Start latency**: one process at a time on an idle pool, until its RUNNING is recorded
+   (when a client can see it): from the POST being sent on local and Slurm, from the job's
+   own start on Docker (the container's `StartedAt`, which the control plane records as
+   `started_at`). Docker and Slurm jobs are stopped once they run. A local job's starter and
+   a Docker container's start report RUNNING with the submission; a Slurm job queued by
+   sbatch is followed by its worker (an `squeue` of just that job every 0.25 s) rather than
+   waiting for the poll loop (every `ORCH_POLL_INTERVAL_S`, 2 s by default).
 4. **Scale**: one client owning that many processes, generated in PostgreSQL with
    `generate_series` (kept between runs); sequential reads through gunicorn.
 5. **Polling cost**: target calls one `Executor.poll` makes for that many live handles,
@@ -251,10 +268,27 @@ workers of the Docker and Slurm pools; it stops all of them at the end. Results 
    `bench/ecs_poll.py` (ECS on moto, its emulator).
 6. **Footprint**: resident memory (RSS) of the web process (gunicorn's master and workers)
    and of a worker of the local pool, idle, against a raw Celery worker with the same settings.
+
+{admission}
+
+{poll_cycle}
 """
+ADMISSION_UNMEASURED = "Admission: not measured yet (`.venv/bin/python -m bench.admission`)."
+
+
+POLL_CYCLE_UNMEASURED = "Poll cycle: not measured yet (`.venv/bin/python -m bench.poll_cycle`)."
 
 
 def write_docs(results: dict, table_text: str, path: Path) -> None:
+    # Their sections are their own runs': kept as they are.
+    from bench import poll_cycle
+    from bench.admission import section_of
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else ""
+    kept = section_of(text) if text else None
+    cycle = poll_cycle.section_of(text) if text else None
     path.write_text(DOCS.format(table=table_text, clients=results["settings"]["clients"],
-                                minutes=max(1, round(results["seconds"] / 60))))
+                                minutes=max(1, round(results["seconds"] / 60)),
+                                admission=kept or ADMISSION_UNMEASURED,
+                                poll_cycle=cycle or POLL_CYCLE_UNMEASURED))

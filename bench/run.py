@@ -44,6 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=None,
                         help="the Markdown page that keeps the latest table "
                              "(default: docs/benchmarks.md for the full size, none for --small)")
+    for name, what in (("latency-samples", "local start-latency samples"),
+                       ("target-samples", "Docker and Slurm start-latency samples"),
+                       ("poll-handles", "live handles of the polling-cost scripts")):
+        parser.add_argument(f"--{name}", type=int, help=f"{what} (default: the size's)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="keep the run's directory (process logs) after a success")
     return parser.parse_args(argv)
@@ -52,7 +56,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     size_name = "small" if args.small else "full"
-    size = SIZES[size_name]
+    size = dict(SIZES[size_name])
+    for key in ("latency_samples", "target_samples", "poll_handles"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
     run_dir = Path(tempfile.mkdtemp(prefix="orchestration-bench-"))
     run_dir.chmod(0o711)  # local jobs run as a user of their own, who must pass through it
     log_dir = run_dir / "logs"

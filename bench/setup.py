@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from testbed.services import ROOT
 
@@ -34,7 +36,7 @@ defaults: {{name: bench}}
 """
 IDLE_POOL = """name: bench-idle
 target: local
-capacity: 4
+capacity: 1000
 settings: {}
 """
 IDLE_POOL_NAME = "bench-idle"
@@ -53,10 +55,32 @@ SLEEP_TARGETS = ("docker", "slurm")
 
 def services_env(database: str, vhost: str) -> dict[str, str]:
     """DATABASE_URL and ORCH_BROKER_URL of the bench's own database and vhost, from
-    deploy/services.sh (which installs and starts PostgreSQL and RabbitMQ when missing)."""
+    deploy/services.sh (which installs and starts PostgreSQL and RabbitMQ when missing). The
+    database is made anew: a bench measures this checkout, never the schema an earlier run (or
+    another checkout's migrations) left in it."""
     done = subprocess.run([str(ROOT / "deploy" / "services.sh"), database, vhost],
                           capture_output=True, text=True, check=True)
-    return _exports(done.stdout)
+    found = _exports(done.stdout)
+    _database_anew(found["DATABASE_URL"], database)
+    return found
+
+
+def _database_anew(url: str, database: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    server = urlsplit(url)
+    db = psycopg2.connect(host=server.hostname, port=server.port or 5432,
+                          user=server.username or "postgres", password=server.password,
+                          dbname="postgres")
+    db.autocommit = True
+    try:
+        with db.cursor() as cursor:
+            name = sql.Identifier(database)
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    finally:
+        db.close()
 
 
 def engines_env() -> dict[str, str]:
@@ -90,6 +114,9 @@ def pipelines_dir(run_dir: Path) -> Path:
     (folder / "noop.yaml").write_text(NOOP.format(name="noop", pool="local"))
     (folder / "noop-idle.yaml").write_text(NOOP.format(name="noop-idle", pool=IDLE_POOL_NAME))
     (folder / "pools" / f"{IDLE_POOL_NAME}.yaml").write_text(IDLE_POOL)
+    # The no-op runs measure the path, not a pool's capacity: admission must not hold them.
+    local = folder / "pools" / "local.yaml"
+    local.write_text(re.sub(r"(?m)^capacity: \d+$", "capacity: 1000", local.read_text()))
     for target in SLEEP_TARGETS:
         pool = _first(folder / "pools", target)
         if pool is None:
@@ -127,7 +154,7 @@ def django_setup(env: dict[str, str]) -> None:
 
 def database_prepare() -> None:
     """Migrate, create the baseline's table, load the pipelines, forget earlier bench runs'
-    processes (the generated ones are kept: making them again takes a while)."""
+    processes (a database made anew by services_env has none)."""
     from django.core.management import call_command
     from django.db import connection
 
@@ -147,7 +174,8 @@ def database_prepare() -> None:
 
 
 def client_create(name: str) -> tuple[str, str]:
-    """An OAuth2 client-credentials client: (client_id, client_secret)."""
+    """An OAuth2 client-credentials client, operator of a team of its own named after it:
+    (client_id, client_secret)."""
     from django.contrib.auth import get_user_model
     from oauth2_provider.generators import generate_client_secret
     from oauth2_provider.models import get_application_model
@@ -161,6 +189,10 @@ def client_create(name: str) -> tuple[str, str]:
         authorization_grant_type=application_model.GRANT_CLIENT_CREDENTIALS,
         client_secret=secret,
     )
+    from apps.teams.models import Team
+    from apps.teams.services import team_client_add
+
+    team_client_add(Team.objects.get_or_create(slug=name, defaults={"name": name})[0], app)
     return app.client_id, secret
 
 
@@ -182,11 +214,11 @@ SCALE_CLIENT = "bench-scale"
 
 GENERATE_SQL = """
 INSERT INTO processes_process (
-    id, pipeline_id, pipeline_version_id, owner_id, application_id, used_config, state,
+    id, pipeline_id, pipeline_version_id, owner_id, application_id, team_id, used_config, state,
     target, pool, handle, host, exit_code, message, log_size, log_kept, log_cursor,
     log_truncated, idempotency_key, stop_requested_at, missing_since, created_at, updated_at,
     queued_at, submitted_at, started_at, finished_at)
-SELECT gen_random_uuid(), %(pipeline)s, %(version)s, %(owner)s, %(application)s,
+SELECT gen_random_uuid(), %(pipeline)s, %(version)s, %(owner)s, %(application)s, %(team)s,
        jsonb_build_object('name', 'row ' || g), s.state, 'local', 'local',
        CASE WHEN s.state = 'QUEUED' THEN '' ELSE g::text END,
        CASE WHEN s.state = 'QUEUED' THEN '' ELSE 'bench-host' END,
@@ -219,7 +251,8 @@ def scale_rows(count: int) -> dict:
     application = get_application_model().objects.filter(name=name).first()
     started = time.perf_counter()
     generated = False
-    if application is None or Process.objects.filter(application=application).count() != count:
+    if application is None or Process.objects.filter(  # rows older than teams have none
+            application=application, team__isnull=False).count() != count:
         Process.objects.filter(application__name=name).delete()
         get_application_model().objects.filter(name=name).delete()
         client_create(name)
@@ -228,7 +261,8 @@ def scale_rows(count: int) -> dict:
         with connection.cursor() as cursor:
             cursor.execute(GENERATE_SQL, {
                 "pipeline": version.pipeline_id, "version": version.pk,
-                "owner": application.user_id, "application": application.pk, "count": count,
+                "owner": application.user_id, "application": application.pk,
+                "team": application.team_memberships.get().team_id, "count": count,
             })
             cursor.execute("ANALYZE processes_process")
         generated = True

@@ -5,6 +5,8 @@
 #   deploy/stack.sh start | stop | status   (status exits 1 when a process of the stack is not
 #   running or a part is down, as `manage.py health` and GET /api/health/ report it)
 #   ORCH_POOLS="local docker-main" deploy/stack.sh start      (default: local)
+# Workers get the control plane's ORCH_STORAGE_URL (default: file:// under var/storage), where
+# they read datasets and store outputs.
 # Settings come from the environment (.env, env.template); with none set, the embedded
 # default is used: SQLite and the embedded broker (a SQLite file) under var/, no server needed.
 # On RabbitMQ, when deploy/broker-users.sh made the users of ORCH_BROKER_URL's vhost
@@ -26,6 +28,11 @@ mkdir -p "$RUN" "$LOGS"
 broker_url() {  # ORCH_BROKER_URL as every process reads it: the environment, then .env
   "$PY" -c 'import os; from workers.environment import load_env; load_env()
 print(os.environ.get("ORCH_BROKER_URL", ""))'
+}
+
+storage_url() {  # ORCH_STORAGE_URL as the control plane reads it (default: var/storage)
+  "$PY" -c 'from workers.environment import load_env; load_env()
+from workers.staging import storage_url; print(storage_url())'
 }
 
 USERS_FILE=
@@ -82,8 +89,12 @@ start() {
   as_role control launch web "$PY" -m orchestration web --port "$PORT"
   as_role control launch control "$PY" -m orchestration control
   as_role control launch beat "$PY" -m orchestration beat
+  # Workers reach datasets and keep outputs in the control plane's store: the same URL.
+  local storage
+  storage=$(storage_url)
   for pool in $POOLS; do
-    as_role "pool.$pool" launch "worker-$pool" "$PY" -m workers --pool "$pool"
+    ORCH_STORAGE_URL=$storage as_role "pool.$pool" launch "worker-$pool" \
+      "$PY" -m workers --pool "$pool"
   done
 }
 
@@ -92,10 +103,16 @@ services() {  # everything with a pid file, workers first
   echo beat control web
 }
 
-stop() {
+stop() {  # SIGTERM to each part, then wait until it has exited (at most a minute each): a
+          # start right after must not meet the old parts still using the broker and the files
+  local name pid
   for name in $(services); do
     if running "$name"; then
-      kill "$(cat "$RUN/$name.pid")" && echo "  $name stopped"
+      pid=$(cat "$RUN/$name.pid")
+      kill "$pid"
+      for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      if kill -0 "$pid" 2>/dev/null; then echo "  $name still stopping (pid $pid)"
+      else echo "  $name stopped"; fi
     fi
     rm -f "$RUN/$name.pid"
   done

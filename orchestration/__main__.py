@@ -41,6 +41,7 @@ def web(args: argparse.Namespace) -> None:
         "--keep-alive", "30",
         "--graceful-timeout", "5",
         "--access-logfile", args.access_log,
+        "--limit-request-line", str(args.limit_request_line),
     ]
     os.execv(sys.executable, argv)  # noqa: S606 - an argv list of our own, no shell
 
@@ -110,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
     part.add_argument("--timeout", type=int, default=30,
                       help="seconds a silent worker process lives before gunicorn restarts it")
     part.add_argument("--access-log", default="-", help="access log file ('-': stdout)")
+    part.add_argument("--limit-request-line", type=int, default=4094,
+                      help="longest request line gunicorn reads (a longer one is its own "
+                           "HTML 414); 0: no limit, Django answers")
 
     part = add(control, "the control consumer (the Celery worker of the control queue)")
     part.add_argument("--concurrency", type=int, default=4, help="threads handling messages")

@@ -6,6 +6,7 @@ import os
 from celery import Celery
 
 from orchestration.heartbeats import ConsumerHeartbeatStep
+from orchestration.relay_step import RelayStep
 from workers.broker_settings import celery_config
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orchestration.settings")
@@ -15,3 +16,4 @@ app.conf.update(celery_config())
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["apps.processes", "apps.pipelines"])
 app.steps["worker"].add(ConsumerHeartbeatStep)
+app.steps["worker"].add(RelayStep)  # the relay publishes job specs (apps.processes.relay)

@@ -11,7 +11,7 @@ from pathlib import Path
 import environ
 
 from orchestration.secret_key import secret_key
-from workers.contract import CONTROL_QUEUE, TASK_POLL_POOLS
+from workers.contract import CONTROL_QUEUE, TASK_HOUSEKEEPING, TASK_POLL_POOLS
 from workers.environment import load_env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -62,6 +62,11 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.pipelines",
     "apps.processes",
+    "apps.teams",
+    "apps.audit",
+    "apps.datasets",
+    "apps.webhooks",
+    "apps.sweeps",
 ]
 
 MIDDLEWARE = [
@@ -80,6 +85,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "orchestration.urls"
 WSGI_APPLICATION = "orchestration.wsgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend",
+                           "apps.teams.backends.TeamRoleBackend"]  # team roles -> permissions
 
 TEMPLATES = [
     {
@@ -116,6 +123,12 @@ STORAGES = {
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
+# Times to the second (2026-12-03 12:15:33) in the admin, not "Dec. 3, 2026, 12:15 p.m.".
+FORMAT_MODULE_PATH = ["orchestration.formats"]
+
+# --- admin --------------------------------------------------------------------------------------
+# Where the admin's "View site" leads: the API's documentation, unless set.
+ADMIN_SITE_URL = env.str("ORCH_ADMIN_SITE_URL", default="/api/docs/")
 
 # --- API ----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -150,6 +163,25 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 # A config (used_config, secrets) written as JSON is at most this big; 32 levels deep at most.
 CONFIG_MAX_BYTES = env.int("ORCH_CONFIG_MAX_BYTES", default=64 * 1024)
 
+# --- datasets -----------------------------------------------------------------------------------
+# Where datasets are kept: file:///absolute/path, or s3://bucket/prefix (endpoint from
+# ORCH_S3_ENDPOINT_URL or AWS_ENDPOINT_URL, credentials from boto3's chain).
+DATA_STORAGE_URL = env.str("ORCH_STORAGE_URL", default=f"file://{VAR_DIR / 'storage'}")
+# The largest file POST /api/datasets/ keeps; a bigger one is a 413 naming this. That route's
+# body may hold this plus MAX_REQUEST_BODY_BYTES (the rest of its form).
+DATASET_MAX_BYTES = env.int("ORCH_DATASET_MAX_BYTES", default=10 * 1024**3)
+# What a process's job may leave in its output dir, in bytes: the worker stores that much and
+# names what is over it in the process's message.
+OUTPUT_MAX_BYTES = env.int("ORCH_OUTPUT_MAX_BYTES", default=1024**3)
+# Where workers reach the control plane when their pool says ``data_access: url`` (a Slurm
+# submission node with neither the store's path nor its bucket): the base of the signed URLs
+# its job specs carry, and how long one is good for (a job may wait in a queue for days).
+PUBLIC_URL = env.str("ORCH_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+DATA_URL_EXPIRES_S = env.int("ORCH_DATA_URL_EXPIRES_S", default=7 * 24 * 3600)
+# Store objects under datasets/ with no dataset row (a crash between storing an upload and
+# recording it), older than this, are removed by ``manage.py sweep_orphans``.
+ORPHAN_AGE_S = env.int("ORCH_ORPHAN_AGE_S", default=3600)
+
 # The OpenAPI 3 schema (GET /api/schema/) and Swagger UI (/api/docs/), described on the views.
 SPECTACULAR_SETTINGS = {
     "TITLE": "orchestration API",
@@ -172,7 +204,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
     # The states of every model field that uses them share one enum in the schema.
-    "ENUM_NAME_OVERRIDES": {"ProcessState": "apps.processes.models.STATE_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {"ProcessState": "apps.processes.models.STATE_CHOICES",
+                            "WebhookEvents": "apps.webhooks.models.WEBHOOK_EVENTS"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.accounts.schema.add_token_endpoint",  # /o/token/ is not a DRF view
@@ -199,6 +232,10 @@ OAUTH2_PROVIDER = {
 # window of this many seconds, then 429 with Retry-After until the window ends.
 TOKEN_FAILURE_LIMIT = env.int("ORCH_TOKEN_FAILURE_LIMIT", default=10)
 TOKEN_FAILURE_WINDOW_S = env.int("ORCH_TOKEN_FAILURE_WINDOW_S", default=60)
+# A bearer token django-oauth-toolkit found valid is believed this long by the web process
+# that checked it (apps.accounts.token_cache): a token revoked, or a client cut off, within
+# that time still works until it ends; an expired token fails at once. 0: check every time.
+TOKEN_CACHE_TTL_S = env.float("ORCH_TOKEN_CACHE_TTL_S", default=5.0)
 
 # --- orchestration ------------------------------------------------------------------------------
 PIPELINES_DIR = env.path("ORCH_PIPELINES_DIR", default=BASE_DIR / "pipelines")
@@ -206,8 +243,17 @@ PIPELINES_DIR = env.path("ORCH_PIPELINES_DIR", default=BASE_DIR / "pipelines")
 POLL_INTERVAL_S = env.float("ORCH_POLL_INTERVAL_S", default=2.0)
 # A process whose handle its target no longer knows is LOST only after this long.
 LOST_GRACE_S = env.float("ORCH_LOST_GRACE_S", default=120.0)
-# A PENDING process not published after this long is published again (the outbox sweep).
-REPUBLISH_AFTER_S = env.float("ORCH_REPUBLISH_AFTER_S", default=10.0)
+# The relay (apps.processes.relay, in the control consumer) admits and publishes when a
+# commit wakes it (PostgreSQL's NOTIFY) and at the latest every this many seconds (the only
+# wake-up on SQLite); it sends at most this many job specs per batch, then waits at most
+# this long for the broker's confirms of a batch.
+RELAY_INTERVAL_S = env.float("ORCH_RELAY_INTERVAL_S", default=1.0)
+RELAY_BATCH = env.int("ORCH_RELAY_BATCH", default=200)
+RELAY_CONFIRM_TIMEOUT_S = env.float("ORCH_RELAY_CONFIRM_TIMEOUT_S", default=10.0)
+# A POST over its team's waiting quota on a pool is a 429 asking to come back after this.
+QUOTA_RETRY_AFTER_S = env.int("ORCH_QUOTA_RETRY_AFTER_S", default=30)
+# The most runs one POST /api/sweeps/ may create; a bigger sweep is a 413 naming this.
+SWEEP_MAX_SIZE = env.int("ORCH_SWEEP_MAX_SIZE", default=10_000)
 # A worker, the control consumer or the beat that has not sent a heartbeat for this long is
 # not counted as live (GET /api/health/ names the control consumer or the beat as down).
 HEARTBEAT_INTERVAL_S = env.float("ORCH_HEARTBEAT_INTERVAL_S", default=10.0)
@@ -215,9 +261,31 @@ WORKER_TIMEOUT_S = env.float("ORCH_WORKER_TIMEOUT_S", default=3 * HEARTBEAT_INTE
 # The control plane keeps at most this much of a process's log: its head and its end.
 LOG_CAP_BYTES = env.int("ORCH_LOG_CAP_BYTES", default=8 * 1024 * 1024)
 LOG_HEAD_BYTES = env.int("ORCH_LOG_HEAD_BYTES", default=64 * 1024)
+# Finished processes (with their events, logs and outputs) are purged this many days after they
+# ended, on the beat, RETENTION_BATCH per transaction; 0 keeps everything.
+RETENTION_DAYS = env.float("ORCH_RETENTION_DAYS", default=0)
+RETENTION_BATCH = env.int("ORCH_RETENTION_BATCH", default=500)
+# How often the beat asks for housekeeping (retention, webhook deliveries due).
+HOUSEKEEPING_INTERVAL_S = env.float("ORCH_HOUSEKEEPING_INTERVAL_S", default=5.0)
+# Webhooks: each send waits this long for an answer; a failed delivery is retried with backoff
+# (WEBHOOK_BACKOFF_S doubling, at most 10 min) for WEBHOOK_RETRY_FOR_S, then given up. Each
+# housekeeping round sends for at most WEBHOOK_ROUND_S. Receivers on private or local addresses
+# are refused unless WEBHOOK_ALLOW_PRIVATE.
+WEBHOOK_TIMEOUT_S = env.float("ORCH_WEBHOOK_TIMEOUT_S", default=5.0)
+WEBHOOK_BACKOFF_S = env.float("ORCH_WEBHOOK_BACKOFF_S", default=5.0)
+WEBHOOK_RETRY_FOR_S = env.float("ORCH_WEBHOOK_RETRY_FOR_S", default=24 * 3600.0)
+WEBHOOK_ROUND_S = env.float("ORCH_WEBHOOK_ROUND_S", default=4.0)
+WEBHOOK_ALLOW_PRIVATE = env.bool("ORCH_WEBHOOK_ALLOW_PRIVATE", default=False)
+# The bearer token a Prometheus scraper presents at /metrics; unset, /metrics is a 404.
+METRICS_TOKEN = env.str("ORCH_METRICS_TOKEN", default="")
 
 # --- the control plane's Celery (shared broker settings: workers.broker_settings) ---------------
 CELERY_BEAT_SCHEDULE = {
+    "housekeeping": {
+        "task": TASK_HOUSEKEEPING,
+        "schedule": timedelta(seconds=HOUSEKEEPING_INTERVAL_S),
+        "options": {"queue": CONTROL_QUEUE, "expires": HOUSEKEEPING_INTERVAL_S},
+    },
     "poll-pools": {
         "task": TASK_POLL_POOLS,
         "schedule": timedelta(seconds=POLL_INTERVAL_S),

@@ -16,11 +16,11 @@ CELERY_READY = log_shows(" ready.")  # a Celery worker consumes from here on
 
 def web(env: dict[str, str], log_dir: Path, port: int, *, name: str = "web",
         workers: int | None = None, threads: int | None = None, timeout: int | None = None,
-        access_log: Path | None = None) -> Service:
+        access_log: Path | None = None, limit_request_line: int | None = None) -> Service:
     """The web server on 127.0.0.1:``port``; ready once /api/health/ answers (200 or 503).
     Options left out take ``python -m orchestration web``'s defaults."""
     options = {"--workers": workers, "--threads": threads, "--timeout": timeout,
-               "--access-log": access_log}
+               "--access-log": access_log, "--limit-request-line": limit_request_line}
     argv = [PY, "-m", "orchestration", "web", "--port", str(port)]
     argv += [word for flag, value in options.items() if value is not None
              for word in (flag, str(value))]

@@ -26,7 +26,7 @@ from rest_framework.test import APIClient
 NEEDS_DATABASE = {"db", "transactional_db", "django_db_setup", "django_db_reset_sequences",
                   "django_db_serialized_rollback", "live_server", "admin_client", "admin_user"}
 # The container engine, the Slurm cluster, moto's ECS emulator.
-NEEDS_ENGINE = {"engine", "cluster", "emulator"}
+NEEDS_ENGINE = {"engine", "cluster", "slurm_cluster", "emulator"}
 # Real jobs on a target (the contract's fixture, local jobs included), the embedded broker under
 # many processes at once, a wheel built and installed by pip: seconds each, not the quick loop.
 NEEDS_PROCESSES = {"executor", "broker", "wheel"}
@@ -87,6 +87,58 @@ def _real_services_in_ci():
         assert os.environ.get("ORCH_BROKER_URL", "").startswith("amqp"), "CI must use RabbitMQ"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _flush_survives_a_deadlock():
+    """A transactional test's database is emptied (TRUNCATE) while the e2e control plane
+    still writes to it (its relay, events, heartbeats); PostgreSQL may pick the TRUNCATE as a
+    deadlock's victim, and the test would error in its teardown. Empty it again instead."""
+    import time
+
+    from django.db import OperationalError
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    plain = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return plain(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock detected" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(DatabaseOperations, "execute_sql_flush", execute_sql_flush)
+    yield
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache():
+    """Every test checks its tokens anew: the fixtures' token strings repeat from test to
+    test, and a token believed in one test must not carry its rolled-back user into the next."""
+    from apps.accounts import token_cache
+
+    token_cache.forget_all()
+
+
+@pytest.fixture
+def relay_on_wake(monkeypatch):
+    """Each ``relay.wake()`` runs a relay round once its transaction commits, as the control
+    consumer's relay soon would; the round hands each job spec to ``messaging.send_job_spec``
+    (which tests record), and nothing waits for a broker's confirm."""
+    from django.db import transaction
+
+    from apps.processes import messaging, relay
+    from apps.processes.spec_batches import SpecPublisher
+
+    monkeypatch.setattr(relay, "wake", lambda: transaction.on_commit(relay.relay_round))
+    monkeypatch.setattr(SpecPublisher, "publish",
+                        lambda self, processes: [messaging.send_job_spec(p) for p in processes])
+
+
 @pytest.fixture
 def pipelines(db):
     from apps.pipelines.services import pipelines_load
@@ -98,14 +150,19 @@ def pipelines(db):
 
 @pytest.fixture
 def make_client(db, django_user_model):
-    """make_client(name, scope="read write", staff=False) -> (application, APIClient)."""
+    """make_client(name, scope="read write", staff=False) -> (application, APIClient). The
+    client is an operator of a team of its own, as ``create_client NAME`` makes it."""
+    from apps.teams.services import operations_view_grant, team_client_add, team_create_named
 
     def make(name: str, scope: str = "read write", staff: bool = False):
-        user = django_user_model.objects.create(username=f"client-{name}", is_staff=staff)
+        user = django_user_model.objects.create(username=f"client-{name}")
+        if staff:  # sees workers and health details, as ``create_client --staff``
+            operations_view_grant(user)
         app = Application.objects.create(
             name=name, user=user, client_type=Application.CLIENT_CONFIDENTIAL,
             authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
         )
+        team_client_add(team_create_named(name), app)
         token = AccessToken.objects.create(
             application=app, token=f"token-{name}-{scope.replace(' ', '-')}", scope=scope,
             expires=timezone.now() + timedelta(hours=1),

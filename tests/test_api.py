@@ -169,20 +169,24 @@ def test_a_token_without_read_scope_cannot_list(make_client, pipelines):
     assert writer_only.get(PROCESSES).status_code == 403
 
 
-def test_another_clients_process_is_a_404_and_staff_see_all(make_client, pipelines):
+def test_another_teams_process_is_a_404_even_for_staff_and_a_superuser_sees_all(
+        make_client, pipelines, client, admin_user):
     _, alice = make_client("alice")
     _, bob = make_client("bob")
-    _, admin = make_client("ops", staff=True)
+    _, ops = make_client("ops", staff=True)  # sees workers and health, no team's processes
+    client.force_login(admin_user)  # a superuser
     pid = create(alice, pipeline="hello").json()["id"]
     for path in ("", "status/", "events/", "logs/"):
         assert bob.get(f"{PROCESSES}{pid}/{path}").status_code == 404
+        assert ops.get(f"{PROCESSES}{pid}/{path}").status_code == 404
         assert alice.get(f"{PROCESSES}{pid}/{path}").status_code == 200
-        assert admin.get(f"{PROCESSES}{pid}/{path}").status_code == 200
+        assert client.get(f"{PROCESSES}{pid}/{path}").status_code == 200
     assert bob.post(f"{PROCESSES}{pid}/stop/").status_code == 404
     assert Process.objects.get(pk=pid).state != State.STOPPED
     assert bob.get(PROCESSES).json()["count"] == 0
+    assert ops.get(PROCESSES).json()["count"] == 0
     assert alice.get(PROCESSES).json()["count"] == 1
-    assert admin.get(PROCESSES).json()["count"] == 1
+    assert client.get(PROCESSES).json()["count"] == 1
 
 
 def test_an_id_that_is_not_a_uuid_is_a_404(api):
@@ -323,3 +327,16 @@ def test_a_reused_idempotency_key_with_another_body_is_refused_and_creates_nothi
         message = other.json()["Idempotency-Key"][0]
         assert first.json()["id"] in message
     assert Process.objects.count() == 1
+
+
+@pytest.mark.parametrize("path", ["/api/processes/?id_prefix=", "/api/processes/?state=",
+                                  "/api/deliveries/?process=", "/api/deliveries/?state=",
+                                  "/api/deliveries/?webhook=",
+                                  "/api/processes/{pid}/logs/?offset="])
+def test_a_filter_given_empty_is_a_400_naming_it_not_no_filter(api, path):
+    """Left out, a filter filters nothing; given with no value it is a mistake to say so."""
+    pid = api.post("/api/processes/", {"pipeline": "hello"}, format="json").json()["id"]
+    answer = api.get(path.format(pid=pid))
+    assert answer.status_code == 400, answer.content
+    name = path.rsplit("?", 1)[1].rstrip("=")
+    assert name in answer.json()["fields"]

@@ -190,7 +190,8 @@ def test_pools_show_a_client_its_own_counts_and_no_workers(make_client, pipeline
     worker_heartbeat(Heartbeat(pool="local", host="node7", target="local", version="1",
                                capacity=4, busy=3, name="local@node7"))
     for app in (alice_app, bob_app, bob_app):
-        process_create(pipeline="hello", used_config={}, owner=app.user, application=app)
+        process_create(pipeline="hello", used_config={}, owner=app.user, application=app,
+                       team=app.team_memberships.get().team)
 
     def local(api):
         return next(p for p in api.get("/api/pools/").json() if p["name"] == "local")

@@ -181,3 +181,28 @@ def test_a_topic_message_nobody_is_bound_to_is_dropped_not_kept(tmp_path):
     with sqlite3.connect(tmp_path / "b.sqlite3") as db:
         queues = db.execute("SELECT queue, count(*) FROM message GROUP BY queue").fetchall()
     assert queues == [("pool.later", 1)]
+
+
+def test_a_new_connection_keeps_the_locks_another_holds_on_the_file(tmp_path):
+    """A worker opens connections to the file at any time (heartbeats, reconnects). Opening
+    one must not drop the lock its other connections hold: closing any descriptor of a file
+    drops all of a process's POSIX locks on it, and the next process that closes its last
+    connection then believes it is the file's last user, checkpoints and deletes the
+    write-ahead log under this one: "disk I/O error", then a malformed file, seen after a
+    stack restart."""
+    from workers.sqlite_broker import Store
+
+    path = str(tmp_path / "b.sqlite3")
+    holder = Store(path, visibility_timeout=60)
+    holder.put("q", {"properties": {"delivery_tag": "t1"}, "body": "one"})
+    Store(path, visibility_timeout=60)  # a second connection of the same process
+    subprocess.run([sys.executable, "-c",
+                    "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+                    "db.execute('SELECT count(*) FROM message').fetchone(); db.close()",
+                    path], check=True, timeout=30)
+
+    assert Path(path + "-wal").exists()  # still this process's: nobody checkpointed it away
+    holder.put("q", {"properties": {"delivery_tag": "t2"}, "body": "two"})
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert check.execute("SELECT count(*) FROM message").fetchone() == (2,)

@@ -175,7 +175,7 @@ def test_the_events_api_shows_when_it_happened_and_when_it_was_recorded(make_cli
                                                                          pipelines):
     app, api = make_client("times")
     process, _ = process_create(pipeline="sleep", used_config={"seconds": 1},
-                                application=app)
+                                application=app, team=app.team_memberships.get().team)
     hour_ago = timezone.now() - timedelta(hours=1)
     Process.objects.filter(pk=process.pk).update(created_at=hour_ago)
     process.events.update(at=hour_ago)

@@ -7,6 +7,7 @@ import itertools
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
 from apps.processes import events as events_module
@@ -200,3 +201,29 @@ def test_events_the_database_refuses_go_back_to_their_queue_as_they_are(process,
     assert published == []
     process.refresh_from_db()
     assert process.state != State.RUNNING
+
+
+def test_the_events_of_one_message_are_applied_whole_or_not_at_all(process, monkeypatch):
+    """One transaction per message: a database error on its last event undoes its first, and
+    the message handed back (the consumer requeues it) applies whole, once."""
+    pid = str(process.pk)
+    message = [Event(process_id=pid, source="test", state="RUNNING", handle="h1",
+                     host=LOCAL_WORKER.host),
+               Event(process_id=pid, source="test", log="ab", log_offset=0, log_end=2)]
+    keep = events_module._log_append
+
+    def database_gone(process, event):
+        raise DatabaseError("the database went away")
+
+    monkeypatch.setattr(events_module, "_log_append", database_gone)
+    with pytest.raises(DatabaseError):
+        events_apply(message, LOCAL_WORKER)
+    process.refresh_from_db()
+    assert (process.state, process.handle) == (State.PENDING, "")
+    assert history(process) == [("", State.PENDING)]
+
+    monkeypatch.setattr(events_module, "_log_append", keep)
+    assert events_apply(message, LOCAL_WORKER) == 2
+    process.refresh_from_db()
+    assert (process.state, process.handle, process.log_size) == (State.RUNNING, "h1", 2)
+    assert events_apply(message, LOCAL_WORKER) == 0  # delivered again: nothing changes

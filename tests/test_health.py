@@ -111,3 +111,47 @@ def test_health_answers_when_the_database_cannot_authenticate_the_caller(
     response = client.get(HEALTH, HTTP_AUTHORIZATION="Bearer some-token")
     assert response.status_code in (200, 503), response.content
     assert response.json()["database"]["detail"] in ("ok", "unavailable")  # the public view
+
+
+def slurm_worker_saw(pool: str, target: str, cluster: dict) -> None:
+    worker_heartbeat(Heartbeat(pool=pool, host="node1", target=target, version="1", capacity=16,
+                               busy=0, name=f"{pool}@node1", cluster=cluster))
+
+
+def test_a_slurm_pool_shows_its_cluster_and_rest_version_as_its_workers_report_them(
+        client, admin_user, control_plane_alive):
+    slurm_worker_saw("slurm-rest", "slurm_rest", {
+        "reachable": True, "rest_api_version": "v0.0.42",
+        "detail": "slurmrestd at http://10.0.0.5:6820 answers; v0.0.42 in use"})
+    slurm_worker_saw("slurm-main", "slurm", {
+        "reachable": True, "rest_api_version": None, "detail": "scontrol ping: ... is UP"})
+
+    public = client.get(HEALTH).json()
+    assert public["pools"]["slurm-rest"]["cluster"] == {
+        "reachable": True, "rest_api_version": "v0.0.42", "detail": "ok"}  # no address
+    assert public["pools"]["slurm-main"]["cluster"]["rest_api_version"] is None
+    assert not {"slurm-rest", "slurm-main"} & set(public["pools_down"])
+
+    client.force_login(admin_user)
+    staff = client.get(HEALTH).json()
+    assert "10.0.0.5:6820" in staff["pools"]["slurm-rest"]["cluster"]["detail"]
+    pools = {p["name"]: p for p in client.get("/api/pools/").json()}
+    assert pools["slurm-rest"]["status"] == "up"
+    assert pools["slurm-rest"]["cluster"]["rest_api_version"] == "v0.0.42"
+    assert "cluster" not in pools["local"]
+
+
+def test_a_slurm_pool_whose_daemon_serves_no_version_we_know_is_down(
+        client, admin_user, control_plane_alive):
+    said = ("slurmrestd at http://127.0.0.1:6820: slurmrestd serves v0.0.45, v0.0.46; this "
+            "worker speaks v0.0.38, v0.0.39, v0.0.40, v0.0.41, v0.0.42, v0.0.43, v0.0.44")
+    slurm_worker_saw("slurm-rest", "slurm_rest",
+                     {"reachable": False, "rest_api_version": None, "detail": said})
+    client.force_login(admin_user)
+    body = client.get(HEALTH).json()
+    assert "slurm-rest" in body["pools_down"]
+    assert body["pools"]["slurm-rest"]["cluster"] == {
+        "reachable": False, "rest_api_version": None, "detail": said}
+    pools = {p["name"]: p for p in client.get("/api/pools/").json()}
+    assert pools["slurm-rest"]["status"] == "down"
+    assert pools["slurm-rest"]["cluster"]["detail"] == said

@@ -188,6 +188,8 @@ CASES = [
     Case("logs: offset=10^30", "get", f"{PROCESSES}{{pid}}/logs/?offset={10**30}",
          field="offset"),
     Case("logs: offset=abc", "get", f"{PROCESSES}{{pid}}/logs/?offset=abc", field="offset"),
+    Case("logs: offset twice", "get", f"{PROCESSES}{{pid}}/logs/?offset=1&offset=2",
+         field="offset"),
     # --- GET /api/pipelines/<name>/ ------------------------------------------------------------
     Case("pipeline: an unknown name", "get", "/api/pipelines/nope/", status=404),
     Case("pipeline: a NUL in the name", "get", "/api/pipelines/he%00llo/", field="url"),

@@ -1,12 +1,14 @@
-"""The wheel installs the worker alone, under a name nobody else owns.
+"""The wheel installs the worker and the user's client, under names nobody else owns.
 
 ``pip install orchestration`` would fetch an unrelated project from PyPI, and top-level
-``apps``/``orchestration``/``workers`` packages collide with anything: the distribution is
-``orchestration-service`` and its only import package is ``orchestration_worker``."""
+``apps``/``orchestration``/``workers``/``client`` packages collide with anything: the
+distribution is ``orchestration-service`` and its import packages are ``orchestration_worker``
+and ``orchestration_client`` (with the ``orch`` command). Neither needs Django."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +21,8 @@ import pytest
 from tests.work_roots import reachable_work_root
 
 ROOT = Path(__file__).resolve().parents[1]
+# Each import package of the wheel and the folder of the checkout it is made from.
+PACKAGES = {"orchestration_worker": "workers", "orchestration_client": "client"}
 
 # Run from outside the checkout: the installed worker must need nothing of it, nor Django.
 SMOKE = """
@@ -52,16 +56,20 @@ assert "django" not in sys.modules, "the worker pulled in Django"
 print("smoke ok")
 """
 
-# A fresh host has only what the wheel declares: hide every other distribution of the venv
-# (optional imports, like kombu's of Django, then fall back) and load what a worker loads.
+# A fresh host has only what the wheel declares (and the extra of sys.argv[1], if any): hide
+# every other distribution of the venv (optional imports, like kombu's of Django, then fall
+# back) and load what sys.argv[2] names: what a worker, or the `orch` command, loads.
 FRESH_HOST = """
-import re, sys
+import importlib, re, sys
 from importlib.metadata import PackageNotFoundError, distribution, packages_distributions
 
 def norm(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
-declared, todo = set(), ["orchestration-service"]
+def wanted(requirement, extra):
+    return "extra ==" not in requirement or (extra and f'extra == "{extra}"' in requirement)
+
+declared, todo, extra = set(), ["orchestration-service"], sys.argv[1]
 while todo:
     name = norm(todo.pop())
     if name in declared:
@@ -71,7 +79,8 @@ while todo:
         requires = distribution(name).requires or []
     except PackageNotFoundError:
         continue
-    todo += [re.match(r"[A-Za-z0-9._-]+", r)[0] for r in requires if "extra ==" not in r]
+    todo += [re.match(r"[A-Za-z0-9._-]+", r)[0] for r in requires if wanted(r, extra)]
+    extra = ""  # the extra is the project's own, not its dependencies'
 hidden = {top: owners for top, owners in packages_distributions().items()
           if not any(norm(owner) in declared for owner in owners)}
 
@@ -83,9 +92,14 @@ class Hide:
                 "of orchestration-service", name=name)
 
 sys.meta_path.insert(0, Hide())
-import orchestration_worker.__main__, orchestration_worker.tasks  # noqa: E401
+for module in sys.argv[2].split(","):
+    importlib.import_module(module)
+for banned in ("django", "rest_framework") + (("celery", "kombu") if sys.argv[1] else ()):
+    assert banned not in sys.modules, f"{banned} was imported"
 print("fresh host ok")
 """
+WORKER_MODULES = "orchestration_worker.__main__,orchestration_worker.tasks"
+CLIENT_MODULES = "orchestration_client,orchestration_client.cli"
 
 
 def _needs_isolation() -> bool:
@@ -103,8 +117,9 @@ def wheel(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "workers", src / "workers",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for package in PACKAGES.values():
+        shutil.copytree(ROOT / package, src / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     out = tmp_path_factory.mktemp("dist")
     argv = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(src)]
     if not _needs_isolation():
@@ -122,23 +137,37 @@ def test_the_distribution_is_orchestration_service(wheel):
     assert "\nName: orchestration-service\n" in metadata
 
 
-def test_the_only_import_package_is_orchestration_worker(wheel):
+def test_the_import_packages_are_orchestration_worker_and_client(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
-    assert top == {"orchestration_worker"}
+    assert top == set(PACKAGES)
     assert "orchestration_worker/executors/local_runner.py" in names
+    assert "orchestration_client/cli/__init__.py" in names
 
 
-def test_the_wheel_holds_every_module_of_the_worker(wheel):
+@pytest.mark.parametrize("package, folder", PACKAGES.items())
+def test_the_wheel_holds_every_module_of_the_worker_and_the_client(wheel, package, folder):
     """A package of workers/ left out of pyproject's list would install a worker without
-    that target (its executor found by no import)."""
+    that target (its executor found by no import); the same for client/."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    source = ROOT / "workers"
-    modules = {f"orchestration_worker/{path.relative_to(source).as_posix()}"
+    source = ROOT / folder
+    modules = {f"{package}/{path.relative_to(source).as_posix()}"
                for path in source.rglob("*.py") if "__pycache__" not in path.parts}
     assert modules - names == set()
+
+
+def test_the_wheel_installs_the_orch_command_with_its_own_extra(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        entry_points = archive.read("orchestration_service-0.1.0.dist-info/entry_points.txt")
+        metadata = archive.read("orchestration_service-0.1.0.dist-info/METADATA").decode()
+    assert "[console_scripts]\norch = orchestration_client.cli:main" in entry_points.decode()
+    assert "Provides-Extra: cli" in metadata
+    cli_needs = {re.match(r"Requires-Dist: ([A-Za-z0-9._-]+)", line)[1].lower()
+                 for line in metadata.splitlines()
+                 if line.startswith("Requires-Dist:") and 'extra == "cli"' in line}
+    assert cli_needs == {"typer", "rich", "requests", "pyyaml"}
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +212,21 @@ def test_the_installed_worker_needs_nothing_of_the_checkout_nor_django(installed
 
 
 def test_the_installed_worker_imports_only_what_it_declares(installed):
-    done = _run(installed, "-c", FRESH_HOST)
+    done = _run(installed, "-c", FRESH_HOST, "", WORKER_MODULES)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fresh host ok" in done.stdout
+
+
+def test_the_installed_client_imports_only_its_extra_and_no_django(installed):
+    """A laptop with `pip install '.[cli]'` has the client and the command: no Django, no
+    Celery, nothing the cli extra does not declare."""
+    done = _run(installed, "-c", FRESH_HOST, "cli", CLIENT_MODULES)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "fresh host ok" in done.stdout
+
+
+def test_the_installed_orch_command_starts(installed):
+    done = _run(installed, "-m", "orchestration_client", "--help")
+    assert done.returncode == 0, done.stderr
+    for command in ("login", "run", "ps", "logs", "stop", "pools"):
+        assert command in done.stdout

@@ -25,6 +25,8 @@ def test_var_is_reachable_by_path_only_and_everything_else_in_it_is_private(
     (var / "log" / "web.log").write_text("a log")
     (var / "work" / "local").mkdir(parents=True)
     (var / "jobs").mkdir()
+    (var / "slurm24" / "bin").mkdir(parents=True)  # the 24.11 cluster's commands: the jobs'
+    (var / "slurm24").chmod(0o755)                 # user runs sbatch from there
     for name in ("admin-password", "db.sqlite3", "secrets.key"):
         (var / name).write_text("private")
         (var / name).chmod(0o644)
@@ -35,7 +37,7 @@ def test_var_is_reachable_by_path_only_and_everything_else_in_it_is_private(
 
     assert mode(var) == 0o711
     assert {p.name: mode(p) for p in var.iterdir()} == {
-        "log": 0o700, "work": 0o711, "jobs": 0o711,
+        "log": 0o700, "work": 0o711, "jobs": 0o711, "slurm24": 0o711,
         "admin-password": 0o600, "db.sqlite3": 0o600, "secrets.key": 0o600}
     assert mode(tmp_path / ".env") == 0o600
 
@@ -55,3 +57,24 @@ def test_an_embedded_broker_file_made_before_is_made_private(tmp_path):
     path.chmod(0o644)
     Store(str(path), visibility_timeout=60)
     assert mode(path) == 0o600
+
+
+def test_an_entry_gone_between_the_listing_and_its_stat_is_passed_by(tmp_path, monkeypatch):
+    """SQLite's journal comes and goes in var/ while a job starts: a worker making var/
+    private at that moment once failed the job's submission with FileNotFoundError."""
+    monkeypatch.setattr(environment, "project_root", lambda: tmp_path)
+    monkeypatch.delenv("ORCH_ENV_FILE", raising=False)
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "db.sqlite3").write_text("")
+    (var / "db.sqlite3-journal").write_text("")
+    listed = Path.iterdir
+
+    def listing_then_gone(self):
+        entries = list(listed(self))
+        (var / "db.sqlite3-journal").unlink(missing_ok=True)  # gone right after the listing
+        return iter(entries)
+
+    monkeypatch.setattr(Path, "iterdir", listing_then_gone)
+    environment.make_var_private()
+    assert stat.S_IMODE((var / "db.sqlite3").stat().st_mode) == 0o600

@@ -87,7 +87,7 @@ def test_every_operation_and_parameter_is_described(schema):
     listing = schema["paths"]["/api/processes/"]["get"]["parameters"]
     assert {p["name"] for p in listing} == {
         "state", "pipeline", "created_after", "created_before", "finished_after",
-        "page", "page_size"}
+        "id_prefix", "page", "page_size"}
     logs = schema["paths"]["/api/processes/{id}/logs/"]["get"]["parameters"]
     assert {p["name"]: p["schema"].get("minimum") for p in logs if p["in"] == "query"} == {
         "offset": 0}
@@ -153,7 +153,8 @@ def test_the_fields_the_schema_names_are_the_fields_the_api_answers(schema, api)
     pid = created.json()["id"]
     components = schema["components"]["schemas"]
     answers = {
-        "Process": api.get(f"/api/processes/{pid}/").json(),
+        "Process": api.get("/api/processes/").json()["results"][0],
+        "ProcessDetail": api.get(f"/api/processes/{pid}/").json(),
         "ProcessStatus": api.get(f"/api/processes/{pid}/status/").json(),
         "ProcessEvent": api.get(f"/api/processes/{pid}/events/").json()[0],
         "LogChunk": api.get(f"/api/processes/{pid}/logs/").json(),
@@ -163,7 +164,9 @@ def test_the_fields_the_schema_names_are_the_fields_the_api_answers(schema, api)
     for name, answer in answers.items():
         assert set(answer) == set(components[name]["properties"]), name
     event = components["ProcessEvent"]["properties"]
-    assert set(event) == {"from", "to", "time", "recorded_at", "source", "detail"}
+    assert set(event) == {"from", "to", "time", "recorded_at", "source", "detail", "attempt"}
+    attempt = components["ProcessAttempt"]["properties"]
+    assert set(attempt) == set(answers["ProcessDetail"]["attempts"][0])
     refused = api.post("/api/processes/", {"pipeline": "no-such-pipeline"}, format="json")
     assert refused.status_code == 400
     assert set(components["Error"]["required"]) <= set(refused.json())

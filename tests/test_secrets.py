@@ -17,6 +17,7 @@ from apps.processes import messaging
 from apps.processes.models import Process, ProcessEvent
 from apps.processes.selectors import process_list
 from apps.processes.services import SECRET_MAX_BYTES, process_rerun
+from apps.teams.access import Caller
 from workers.contract import TASK_SUBMIT, JobSpec
 from workers.secrets import SecretsError, pool_keys_text, seal, unseal
 
@@ -42,8 +43,8 @@ def declared(pipelines):
 
 
 @pytest.fixture
-def sent(monkeypatch):
-    """The job specs published, as the broker would get them (args, argsrepr)."""
+def sent(monkeypatch, relay_on_wake):
+    """The job specs the relay publishes, as the broker would get them (args, argsrepr)."""
     messages = []
 
     def send_task(name, args=None, **options):
@@ -169,7 +170,7 @@ def opened(spec: JobSpec) -> dict[str, str]:
 def test_a_rerun_gets_the_secrets_sealed_again_for_itself(api, declared, admin_user):
     response = post(api, {"pipeline": "hello", "secrets": {"API_TOKEN": VALUE, "OTHER": "b"}})
     # As the API and the admin load it: without the sealed column, which the re-run fetches.
-    first = process_list(admin_user).get(pk=response.json()["id"])
+    first = process_list(Caller.for_(admin_user)).get(pk=response.json()["id"])
     again = process_rerun(first, owner=admin_user)
     assert again.pk != first.pk
     assert again.secret_env

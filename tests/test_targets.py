@@ -98,3 +98,21 @@ def test_who_opens_a_jobs_secrets_is_a_fact_of_its_target():
 
     assert RecordingTarget().opens_secrets is False
     assert SlurmKind().opens_secrets is True
+
+
+def test_the_control_plane_imports_no_executor():
+    """Targets are named once, in the contract: apps/ and orchestration/ read what they need
+    there (and in workers' shared modules), never in workers/executors."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for folder in ("apps", "orchestration"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                         else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+                found += [f"{path.relative_to(root)}: {n}" for n in names
+                          if n.startswith("workers.executors")]
+    assert found == []

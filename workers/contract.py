@@ -21,6 +21,8 @@ only on what the control plane signed.
 from __future__ import annotations
 
 import enum
+import os
+import re
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -51,6 +53,9 @@ class TargetFacts:
     # for a job that asks it for an image.
     called: str = ""
     images_instead: tuple[str, ...] = ()
+    # Handles per poll message at most: a target whose one status call answers for any number
+    # of jobs (one squeue) takes a whole pool in one message, so one call per cycle.
+    poll_batch_max: int = 1000
 
 
 # Every target kind, named once: pipelines name one, pools serve one, each has an executor, and
@@ -61,9 +66,11 @@ TARGET_TABLE = (
     TargetFacts("docker", "docker.DockerExecutor", host_bound=True, runs_image=True,
                 needs_command=False),
     TargetFacts("slurm", "slurm.cli.SlurmExecutor", opens_secrets=True,
-                called="the Slurm targets", images_instead=("docker", "ecs")),
+                called="the Slurm targets", images_instead=("docker", "ecs"),
+                poll_batch_max=10_000),
     TargetFacts("slurm_rest", "slurm.rest.SlurmRestExecutor", opens_secrets=True,
-                called="the Slurm targets", images_instead=("docker", "ecs")),
+                called="the Slurm targets", images_instead=("docker", "ecs"),
+                poll_batch_max=10_000),
     TargetFacts("ecs", "ecs.EcsExecutor", runs_image=True),
 )
 TARGET_FACTS = {target.name: target for target in TARGET_TABLE}
@@ -112,9 +119,20 @@ def queue_for_handle(pool: str, target: str, host: str | None) -> str:
     return pool_queue(pool)
 
 
+HOST_ENV = "ORCH_WORKER_HOST"
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
 def this_host() -> str:
-    """The host name a worker reports and the suffix of its host queue."""
-    return socket.gethostname().split(".")[0]
+    """The host name a worker reports and the suffix of its host queue: ``ORCH_WORKER_HOST``
+    when set (a name other than the machine's, or two workers of one machine standing for
+    two hosts), else the machine's short name."""
+    host = os.environ.get(HOST_ENV)
+    if not host:
+        return socket.gethostname().split(".")[0]
+    if not _HOST_RE.match(host):  # it names a queue and ends a worker identity NAME@HOST
+        raise ValueError(f"{HOST_ENV}: {host!r} is not a host name (letters, digits, - and _)")
+    return host
 
 
 # --- task names (the wire names; each side registers its own function under them) --------------
@@ -127,6 +145,7 @@ TASK_HEARTBEAT = "orchestration.control.heartbeat"
 # The control plane's own tasks, sent and consumed by it alone through ``control``.
 TASK_POLL_POOLS = "orchestration.control.poll_pools"
 TASK_CONSUMER_HEARTBEAT = "orchestration.control.consumer_heartbeat"
+TASK_HOUSEKEEPING = "orchestration.control.housekeeping"
 
 
 # --- states ---------------------------------------------------------------------------------------
@@ -201,13 +220,27 @@ class JobSpec:
     secret_env: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
+    # The GPU devices admission gave the job on a pool that counts them (ids as nvidia-smi
+    # shows them); the executor gives it exactly these. Empty: the pool does not count GPUs.
+    gpu_devices: list[str] = field(default_factory=list)
     pool_settings: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
+    # Which attempt of the process this job is (1 for the first; a retry is a new attempt with
+    # a job of its own name, so find-before-start still gives one job per attempt).
+    attempt: int = 1
+    # Datasets the job reads, one ``StagedInput`` dict each: the worker stages each read-only
+    # under the job's inputs dir and writes that path into the config at ``pointer``.
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    # Where the job's outputs go (``OutputsSpec`` as a dict; empty: the job keeps none).
+    outputs: dict[str, Any] = field(default_factory=dict)
+    # sbatch options of a Slurm job (``workers.sbatch_options``): the pool's
+    # defaults, the pipeline's and the run's, merged; checked again by the worker.
+    sbatch: dict[str, Any] = field(default_factory=dict)
 
     @property
     def job_name(self) -> str:
         """The name every target knows this run by; submission looks it up before starting."""
-        return job_name(self.process_id)
+        return job_name(self.process_id, self.attempt)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,8 +252,9 @@ class JobSpec:
         return cls(**data)
 
 
-def job_name(process_id: str) -> str:
-    return f"orch-{process_id}"
+def job_name(process_id: str, attempt: int = 1) -> str:
+    """``orch-<id>`` for a process's first attempt, ``orch-<id>-a<N>`` for attempt N."""
+    return f"orch-{process_id}" if attempt <= 1 else f"orch-{process_id}-a{attempt}"
 
 
 @dataclass
@@ -234,11 +268,18 @@ class PollItem:
     stop_requested: bool = False
     submitted_at: float | None = None
     time_limit_s: int | None = None
+    attempt: int = 1
 
 
-# Handles per poll message at most. A request with fewer lists every handle of its pool (and
-# host): only then may a worker treat what is not listed as orphaned.
+# Handles per poll message at most (a target's ``poll_batch_max`` when it says). A request with
+# fewer lists every handle of its pool (and host): only then may a worker treat what is not
+# listed as orphaned.
 POLL_BATCH_MAX = 1000
+
+
+def poll_batch_max(target: str) -> int:
+    facts = TARGET_FACTS.get(target)
+    return facts.poll_batch_max if facts is not None else POLL_BATCH_MAX
 
 
 @dataclass
@@ -253,10 +294,12 @@ class PollRequest:
     @property
     def complete(self) -> bool:
         """True when this request lists every live handle of its pool (and host)."""
-        return len(self.items) < POLL_BATCH_MAX
+        return len(self.items) < poll_batch_max(self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Not asdict(): its deep copy of every item was most of a 10,000-handle poll cycle.
+        return {**vars(self), "items": [dict(vars(item)) for item in self.items],
+                "pool_settings": dict(self.pool_settings)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PollRequest:
@@ -290,6 +333,13 @@ class Event:
     log_cursor: str | None = None
     missing: bool = False
     at: float = field(default_factory=time.time)
+    # Which attempt the event is about: an event of an earlier attempt changes nothing.
+    attempt: int | None = None
+    # Why the target ended the job, when it says: one of END_REASONS.
+    reason: str = ""
+    # With a terminal state: the job's outputs, already stored (``StoredOutput`` dicts). The
+    # control plane records them before the process ends SUCCEEDED.
+    outputs: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Leave out what was not seen (None, "", False), but keep a real exit code 0.
@@ -298,6 +348,10 @@ class Event:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
         return cls(**data)
+
+
+# Why a target ended a job, as ``Event.reason`` says it; a pipeline's ``retry.on`` names these.
+END_REASONS = ("lost", "preempted", "node_failure", "spot_interruption")
 
 
 @dataclass
@@ -311,6 +365,11 @@ class Heartbeat:
     at: float = field(default_factory=time.time)
     # Celery's node name (``<name>@<host>``): tells two workers of one pool on one host apart.
     name: str = ""
+    # This worker's poll cycles of the pool since it started (``workers.poll_stats``).
+    polls: dict[str, Any] = field(default_factory=dict)
+    # A Slurm pool's cluster as this worker sees it: {"reachable": bool, "rest_api_version":
+    # "v0.0.42" or None, "detail": str}; None for other targets (executors' cluster_health).
+    cluster: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -318,18 +377,3 @@ class Heartbeat:
 
 # Bytes of log a worker ships in one event; bigger outputs arrive over several polls.
 LOG_CHUNK_BYTES = 256 * 1024
-
-
-def decode_log(data: bytes) -> tuple[str, int]:
-    """Decode ``data`` up to its last whole UTF-8 character: (text, bytes consumed).
-
-    A chunk cut in the middle of a character keeps the partial bytes for the next read, so
-    offsets stay in bytes of the original output and no character is mangled at a boundary.
-    """
-    for cut in range(len(data), max(len(data) - 4, -1), -1):
-        try:
-            return data[:cut].decode("utf-8"), cut
-        except UnicodeDecodeError as exc:
-            if exc.start < cut - 4:  # a bad byte well before the end: not a cut character
-                return data.decode("utf-8", errors="replace"), len(data)
-    return data.decode("utf-8", errors="replace"), len(data)

@@ -61,25 +61,32 @@ def var_dir() -> Path:
 
 # Entries of var/ left reachable by path (never listable): where the targets' work dirs live.
 WORK_DIRS = "work"
+# deploy/slurm24-cluster.sh's Slurm 24.11: its root file system and the commands other users
+# run from it (the jobs' user runs var/slurm24/bin/sbatch; slurmrestd runs as its own user).
+SLURM24_DIR = "slurm24"
 
 
 def make_var_private(reachable: Iterable[Path] = ()) -> None:
     """Keep local jobs (another user) from the project's own files: ``var/`` becomes 0711 (its
     entries reached by path only, never listed), every entry of it private to its owner
-    except ``var/work`` and any that holds a path of ``reachable`` (0711 too: the jobs' work
-    dirs are below), and the ``.env`` file 0600. Files made later under a private entry stay
+    except ``var/work``, ``var/slurm24`` and any that holds a path of ``reachable`` (0711 too:
+    the jobs' work dirs, and the 24.11 cluster's commands, are below), and the ``.env`` file
+    0600. Files made later under a private entry stay
     out of reach whatever their mode. Entries this user may not change are left as they are.
     """
     var = var_dir()
     if not var.is_dir():
         return
-    keep = {WORK_DIRS}
+    keep = {WORK_DIRS, SLURM24_DIR}
     for path in reachable:
         with contextlib.suppress(ValueError):
             keep.add(Path(path).absolute().relative_to(var).parts[0])
     _chmod(var, 0o711)
     for entry in var.iterdir():
-        mode = entry.lstat().st_mode
+        try:
+            mode = entry.lstat().st_mode
+        except FileNotFoundError:  # gone since the listing (SQLite's journal comes and goes)
+            continue
         if stat.S_ISLNK(mode):
             continue
         _chmod(entry, 0o711 if entry.name in keep and stat.S_ISDIR(mode) else mode & 0o700)

@@ -18,6 +18,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .executors.slurm.rest_versions import VERSIONS as _REST_VERSIONS
+
+REST_API_VERSIONS = tuple(_REST_VERSIONS)
+
 # A check returns None when the value is fine, else what the value should be.
 Check = Callable[[Any], "str | None"]
 
@@ -126,7 +130,13 @@ def slurm_user(v: Any) -> str | None:
     return what if USER(v) or v == "root" or (v.isdigit() and int(v) == 0) else None
 
 
+# How a pool's workers reach datasets and outputs: "store" (default: ORCH_STORAGE_URL, a shared
+# path or the bucket) or "url" (signed URLs the control plane serves, for a worker that
+# reaches neither, e.g. a Slurm submission node).
+DATA_ACCESS = one_of("store", "url")
+
 SLURM_COMMON: dict[str, Check] = {
+    "data_access": DATA_ACCESS,
     "work_root": SLURM_PATH,
     "partition": SLURM_NAME,
     "account": SLURM_NAME,
@@ -144,6 +154,7 @@ ALLOWED: dict[str, dict[str, Check]] = {
         "job_user": local_job_user,
         "job_uids": local_uid_range,
         "keep_work_dir": boolean,
+        "data_access": DATA_ACCESS,
     },
     "docker": {
         "docker_host": url("unix", "tcp", "ssh", "http", "https", user_for=("ssh",)),
@@ -160,6 +171,9 @@ ALLOWED: dict[str, dict[str, Check]] = {
         # Numeric: the worker chowns the job's work dir to it before the container starts.
         "user": text(r"\d+(:\d+)?", "a uid or uid:gid such as 65534:65534"),
         "allow_root": boolean,
+        "data_access": DATA_ACCESS,
+        # Logs of running containers read per poll where their log files are out of reach.
+        "log_reads_per_poll": number(0, whole=True),
     },
     "slurm": {
         **SLURM_COMMON,
@@ -168,11 +182,14 @@ ALLOWED: dict[str, dict[str, Check]] = {
         "user": slurm_user,
         "accounting": one_of("jobcomp", "slurmdbd", "none"),
         "command_timeout_s": POSITIVE,
+        # Where sbatch, squeue, scancel and sacct are (default: PATH).
+        "bin_dir": text(r"/[A-Za-z0-9_./+-]*", "an absolute directory path"),
     },
     "slurm_rest": {
         **SLURM_COMMON,
         "url": url("http", "https"),
-        "api_version": text(r"v\d+\.\d+\.\d+", "a slurmrestd API version such as v0.0.38"),
+        # Pins the slurmrestd API version; unset, the newest the daemon serves and we know.
+        "api_version": one_of(*REST_API_VERSIONS),
         "request_timeout_s": POSITIVE,
         # The user the token is for (default: the token's own); a file holding that token,
         # re-read when it changes, so no cluster key is needed on the worker.
@@ -204,6 +221,7 @@ ALLOWED: dict[str, dict[str, Check]] = {
         "poll_attempts": number(1, whole=True),
         "log_reads_per_poll": number(0, whole=True),
         "log_settle_s": SECONDS,
+        "stage_image": text(r"[\w./:@-]{1,512}", "an image name"),
     },
 }
 

@@ -100,8 +100,14 @@ def consumer_alive(owner: str) -> bool:
 
 def _private(path: Path) -> None:
     """The broker's file readable by its owner alone (every message passes through it).
-    SQLite gives its -wal and -shm files the database file's mode; older ones are fixed too."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    SQLite gives its -wal and -shm files the database file's mode; older ones are fixed too.
+
+    An existing file is never opened here: closing any descriptor of a file drops every POSIX
+    lock this process holds on it, the locks of its SQLite connections included (another
+    thread's), and two processes then write the file at once and corrupt it. A missing file
+    is created (exclusively: no connection of ours can have it open yet)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError, PermissionError):
             if file.stat().st_mode & 0o077:

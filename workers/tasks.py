@@ -26,7 +26,7 @@ from collections import Counter
 
 from celery.exceptions import Reject
 
-from . import credential
+from . import credential, poll_stats
 from .celery_app import app
 from .contract import (
     TASK_CANCEL,
@@ -34,6 +34,7 @@ from .contract import (
     TASK_SUBMIT,
     Event,
     JobSpec,
+    PollItem,
     PollRequest,
     State,
     is_terminal,
@@ -41,6 +42,7 @@ from .contract import (
 from .events import send_events
 from .executors import get_executor
 from .executors.base import ExecutorError
+from .follow_ups import FollowUps
 from .secrets import SecretsError, unseal
 from .signing import SignatureError, verify
 
@@ -50,6 +52,9 @@ SUBMIT_RETRY_MAX_S = 300
 # Seconds between attempts to send a submission's events while the broker is away.
 EVENT_SEND_BACKOFF_S = (0.5, 1, 2, 4)
 
+
+# The jobs this worker submitted that are still queued on their target, asked about soon.
+follow_ups = FollowUps(send=lambda events: send_events(app, events), executor=get_executor)
 
 # Messages refused by this worker, by kind: a forged or replayed message is never acted on.
 refused: Counter[str] = Counter()
@@ -82,6 +87,7 @@ def submit(self, envelope: dict) -> str | None:
         if not executor.opens_secrets:
             opened = unseal(spec.secret_env, process_id=spec.process_id, pool=spec.pool)
             spec.env, spec.secret_env = {**spec.env, **opened}, ""
+        asked_at = time.time()
         submission = executor.submit(spec)
     except ExecutorError as exc:
         if not exc.permanent:
@@ -94,21 +100,35 @@ def submit(self, envelope: dict) -> str | None:
     except (SecretsError, ValueError) as exc:
         _fail(spec, source, exc)
         return None
+    # The worker's own file system refused a step (a file gone between a listing and its
+    # stat): retried, never dropped; finding the job first keeps a retry from starting two.
+    except OSError as exc:
+        countdown = min(2 ** self.request.retries, SUBMIT_RETRY_MAX_S)
+        log.warning("submit of %s failed, retry in %s s: %r", spec.process_id, countdown, exc)
+        raise self.retry(exc=exc, countdown=countdown) from exc
     host = submission.host or executor.host
     # Built once, as the target answers: resent after a broker outage, they keep that time.
+    # SUBMITTED when the target was asked; a start at the time the target gives, if it does.
     events = [Event(spec.process_id, source, state=State.SUBMITTED, handle=submission.handle,
-                    host=host, message=submission.message)]
+                    host=host, message=submission.message, attempt=spec.attempt, at=asked_at)]
     if submission.state != State.SUBMITTED:
+        started = submission.started_at
+        at = started if started and asked_at <= started <= time.time() else time.time()
         events.append(Event(spec.process_id, source, state=submission.state,
-                            handle=submission.handle, host=host))
+                            handle=submission.handle, host=host, attempt=spec.attempt, at=at))
     _send_or_requeue(spec, events)
+    if submission.state == State.SUBMITTED:  # queued on the target: see its start soon
+        follow_ups.follow(pool=spec.pool, target=spec.target, settings=spec.pool_settings,
+                          item=PollItem(spec.process_id, submission.handle,
+                                        submitted_at=time.time(), attempt=spec.attempt),
+                          source=source)
     return submission.handle
 
 
 def _fail(spec: JobSpec, source: str, reason: Exception) -> None:
     """The process ends FAILED with the reason its job could not be started."""
     _send_or_requeue(spec, [Event(spec.process_id, source, state=State.FAILED,
-                                  message=str(reason))])
+                                  message=str(reason), attempt=spec.attempt)])
 
 
 def _send_or_requeue(spec: JobSpec, events: list[Event]) -> None:
@@ -169,11 +189,14 @@ def cancel(envelope: dict) -> int:
 
 def _poll(request: PollRequest) -> int:
     executor = get_executor(request.target, request.pool, request.pool_settings)
+    began = time.monotonic()
     try:
         events = executor.poll(request.items)
     except ExecutorError as exc:  # a failed poll decides nothing; the next round asks again
+        poll_stats.record(request.pool, time.monotonic() - began, failed=True)
         log.warning("poll of pool %s failed: %s", request.pool, exc)
         return 0
+    poll_stats.record(request.pool, time.monotonic() - began, failed=False)
     try:
         send_events(app, events)
     except Exception as exc:  # the broker is away: release nothing, the next round asks again

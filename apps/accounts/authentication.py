@@ -2,9 +2,12 @@
 
 django-oauth-toolkit gives such tokens no user (no person authorised them); the API acts as
 the client's own user instead, so ownership and staff rights work the same for tokens and
-for admin sessions."""
+for admin sessions. A token it accepted is believed for a few seconds without asking it
+again (``apps.accounts.token_cache``, which states the bound on revocation)."""
 
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
+
+from apps.accounts import token_cache
 
 
 class ClientCredentialsAuthentication(OAuth2Authentication):
@@ -12,18 +15,22 @@ class ClientCredentialsAuthentication(OAuth2Authentication):
         # A token counts only in the Authorization header. oauthlib would also take one from
         # the query string (?access_token=, which lands in access logs) or a form body; with
         # the header present it reads the header alone.
-        scheme = request.META.get("HTTP_AUTHORIZATION", "").split(" ", 1)[0]
+        scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
+        token = token.strip()
+        if token and (known := token_cache.cached(token)) is not None:
+            return known
         result = super().authenticate(request)
         if result is None:
             return None
-        user, token = result
-        if user is None and token.application is not None:
-            user = token.application.user
+        user, access_token = result
+        if user is None and access_token.application is not None:
+            user = access_token.application.user
         if user is None or not user.is_active:
             return None
-        return user, token
+        token_cache.remember(token, user, access_token)
+        return user, access_token
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'

@@ -14,6 +14,7 @@ from django.core.exceptions import (
 )
 from django.http import Http404
 from django.http.multipartparser import MultiPartParserError
+from django.urls import Resolver404, resolve
 
 from apps.accounts.errors import json_error, server_error_logged
 
@@ -25,7 +26,11 @@ DRAIN_CHUNK_BYTES = 64 * 1024
 
 class BodySizeLimitMiddleware:
     """Refuse a request body over MAX_REQUEST_BODY_BYTES with a JSON 413, before anything
-    parses it; a URL holding a NUL character (no database stores one) with a JSON 400."""
+    parses it; a URL holding a NUL character (no database stores one) with a JSON 400.
+
+    A view that takes big bodies says so itself: a view class with ``request_body_limit(method,
+    actions)`` answering ``(limit, field, message)`` for a request (the dataset upload) has that
+    limit instead, and a body over it is refused naming ``field`` with ``message``."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -35,21 +40,36 @@ class BodySizeLimitMiddleware:
             size = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             size = 0
-        limit = settings.MAX_REQUEST_BODY_BYTES
-        if size > limit:
-            _drain(request, size)
-            return json_error(
-                413, f"The request body is {size} bytes; the limit is {limit}.",
-                fields={"body": [f"The request body is {size} bytes; the limit is {limit} "
-                                 "(MAX_REQUEST_BODY_BYTES)."]})
+        if size > settings.MAX_REQUEST_BODY_BYTES:
+            limit, field, message = _body_limit(request)
+            if size > limit:
+                drain(request, size)
+                return json_error(413, f"The request body is {size} bytes; {message}",
+                                  fields={field: [f"The request body is {size} bytes; "
+                                                  f"{message}"]})
         if "\0" in request.path or "\0" in unquote_plus(request.META.get("QUERY_STRING", "")):
             return json_error(400, "The URL must not contain a NUL character.",
                               fields={"url": ["must not contain a NUL character (%00)."]})
         return self.get_response(request)
 
 
-def _drain(request, size: int) -> None:
-    """Read and drop up to DRAIN_LIMIT_BYTES of the body."""
+def _body_limit(request) -> tuple[int, str, str]:
+    """The most bytes the request's body may hold, the field a refusal names and its words:
+    the view's own (``request_body_limit``), else MAX_REQUEST_BODY_BYTES."""
+    limit = settings.MAX_REQUEST_BODY_BYTES
+    default = (limit, "body", f"the limit is {limit} (MAX_REQUEST_BODY_BYTES).")
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return default
+    view_class = getattr(match.func, "cls", None) or getattr(match.func, "view_class", None)
+    own = getattr(view_class, "request_body_limit", None)
+    found = own(request.method, getattr(match.func, "actions", None) or {}) if own else None
+    return found or default
+
+
+def drain(request, size: int) -> None:
+    """Read and drop up to DRAIN_LIMIT_BYTES of the body, so the client reads the answer."""
     left = min(size, DRAIN_LIMIT_BYTES)
     try:
         while left > 0:

@@ -95,7 +95,8 @@ def error(description: str) -> OpenApiResponse:
 # The answers any authenticated call may give, whatever it does.
 AUTH_ERRORS = {
     401: error("No token, or a token that is unknown or expired."),
-    403: error("The token lacks the scope this call needs (`read` or `write`)."),
+    403: error("The token lacks the scope this call needs (`read` or `write`), or the "
+               "caller's role in the object's team is below the one the call needs (named)."),
     429: error("Too many requests from this client; `Retry-After` says when to come back."),
     500: error("An unexpected error; the answer's id is in the server log."),
 }
@@ -105,7 +106,7 @@ def errors(*statuses: int) -> dict:
     """``responses`` entries for a call's own error statuses plus AUTH_ERRORS."""
     generic = {
         400: "Bad input: the body names each field it refuses.",
-        404: "No such object, or not one of this client's.",
+        404: "No such object, or not one of the caller's teams'.",
         413: "The request body is over the size limit.",
         422: "The same Idempotency-Key was sent with another request.",
     }

@@ -20,6 +20,30 @@ class Pool(models.Model):
     settings = models.JSONField(default=dict, blank=True)
     # Processes QUEUED for longer than this are shown as waiting too long (they do not fail).
     queued_limit_s = models.PositiveIntegerField(default=600)
+    # Host-bound targets (local, Docker): once every worker of a host has been silent this
+    # long, the processes whose jobs live there end LOST (apps.processes.lost_hosts).
+    host_lost_after_s = models.PositiveIntegerField(default=600)
+    # Who may use it and how much, from its file (apps.processes.admission reads them): the
+    # slugs of the teams it is open to (null: every team); per team (or ``default``) the most
+    # processes ``running`` (holding a slot) and ``waiting``; each team's weight in the fair
+    # share (default 1).
+    teams = models.JSONField(null=True, blank=True, default=None)
+    quotas = models.JSONField(default=dict, blank=True)
+    weights = models.JSONField(default=dict, blank=True)
+    # What a run may ask here, from its file (apps.processes.run_options): the most of each
+    # resource (as a job spec carries them: cpus, memory_mb, gpus, time_limit_s), the image
+    # patterns (fnmatch) a run may name, and the GPU device ids admission hands out (empty:
+    # the pool does not count GPUs).
+    max_resources = models.JSONField(default=dict, blank=True)
+    images = models.JSONField(default=list, blank=True)
+    gpu_devices = models.JSONField(default=list, blank=True)
+    # Slurm pools, from their file (workers.sbatch_options): the sbatch options
+    # every job gets unless its pipeline or run sets them, and what those may set.
+    sbatch = models.JSONField(default=dict, blank=True)
+    allow_sbatch = models.JSONField(default=dict, blank=True)
+    # A paused pool admits nothing (its running jobs go on). Set by the API's pause and resume
+    # and the admin's actions, never by the file: loading the files leaves it as it is.
+    paused = models.BooleanField(default=False)
     source_file = models.CharField(max_length=255, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -30,6 +54,23 @@ class Pool(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def open_to(self, team_slug: str | None) -> bool:
+        """Whether a process of the team ``team_slug`` may run here (None: a superuser's run
+        for no team, which every pool takes)."""
+        return self.teams is None or team_slug is None or team_slug in self.teams
+
+    def quota(self, team_slug: str | None, kind: str) -> int | None:
+        """The most processes of ``kind`` (``running`` or ``waiting``) the team may have here:
+        its own entry, else ``default``; None when there is no such limit (and for no team)."""
+        if team_slug is None:
+            return None
+        own = self.quotas.get(team_slug) or {}
+        return own.get(kind, (self.quotas.get("default") or {}).get(kind))
+
+    def weight(self, team_slug: str | None) -> float:
+        """The team's weight in the fair share of this pool (default 1)."""
+        return float(self.weights.get(team_slug, 1)) if team_slug is not None else 1.0
 
 
 class Pipeline(models.Model):
@@ -71,6 +112,13 @@ class PipelineVersion(models.Model):
     defaults = models.JSONField(default=dict)
     # Names of the secret env values a run may be given; their values live sealed on the run.
     secrets = models.JSONField(default=list, blank=True)
+    # ``retry:`` of its file (apps.pipelines.retries.parse_retry); null: never retried.
+    retry = models.JSONField(null=True, blank=True, default=None)
+    # What a run may choose beyond its config: {"image": true, "env": [NAME, ...] or true,
+    # "sbatch": [OPTION, ...] or true}.
+    allow = models.JSONField(default=dict, blank=True)
+    # Its file's sbatch options (Slurm pipelines), within its pool's allow_sbatch.
+    sbatch = models.JSONField(default=dict, blank=True)
     source_file = models.CharField(max_length=255, blank=True)
     loaded_at = models.DateTimeField(auto_now_add=True)
     # A withdrawn version starts no new run (nor a re-run) but stays listed: the processes
@@ -98,6 +146,13 @@ class Worker(models.Model):
     version = models.CharField(max_length=50, blank=True)
     capacity = models.PositiveIntegerField(default=0)
     busy = models.PositiveIntegerField(default=0)
+    polls = models.JSONField(default=dict, blank=True,
+                             help_text="Its poll cycles since it started: cycles, failures, "
+                                       "seconds, last_seconds")
+    cluster = models.JSONField(
+        null=True, blank=True,
+        help_text="A Slurm pool's cluster as this worker last saw it: reachable, "
+                  "rest_api_version, detail")
     started_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField()
 

@@ -25,13 +25,15 @@ class PipelineSerializer(serializers.ModelSerializer):
     config_schema = serializers.JSONField(source="shown_version.config_schema")
     defaults = serializers.JSONField(source="shown_version.defaults")
     secrets = serializers.JSONField(source="shown_version.secrets")
+    sbatch = serializers.JSONField(source="shown_version.sbatch", help_text=(
+        "Slurm pipelines: the sbatch options its file sets (over its pool's defaults)."))
     withdrawn = serializers.BooleanField(source="shown_version.withdrawn")
 
     class Meta:
         model = Pipeline
         fields: tuple[str, ...] = (
             "name", "version", "label", "description", "target", "pool", "run", "resources",
-            "config_schema", "defaults", "secrets", "withdrawn")
+            "config_schema", "defaults", "secrets", "sbatch", "withdrawn")
 
 
 class PipelineDetailSerializer(PipelineSerializer):

@@ -12,14 +12,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.pipelines.definitions import (
-    DefinitionError,
-    PipelineDefinition,
-    parse_pipeline,
-    parse_pool,
-)
+from apps.audit.models import Action
+from apps.audit.services import audit_record
+from apps.pipelines.definitions import PipelineDefinition, parse_pipeline, parse_pool
+from apps.pipelines.errors import DefinitionError
 from apps.pipelines.models import Pipeline, PipelineVersion, Pool, ServiceHeartbeat, Worker
 from apps.pipelines.refusals import message_refused
+from apps.pipelines.resources import pipeline_over_pool, sbatch_over_pool
+from apps.teams.access import Caller
 from workers.contract import Heartbeat, this_host
 from workers.signing import SignatureError, master_keys, verify_report
 
@@ -66,6 +66,7 @@ def pipelines_load(directory: Path | str | None = None) -> LoadReport:
 
 
 def _pool_save(definition) -> Pool:
+    # ``paused`` is not the file's: a pool an operator paused stays paused when files load.
     pool, _ = Pool.objects.update_or_create(
         name=definition.name,
         defaults={
@@ -73,6 +74,15 @@ def _pool_save(definition) -> Pool:
             "capacity": definition.capacity,
             "settings": definition.settings,
             "queued_limit_s": definition.queued_limit_s,
+            "host_lost_after_s": definition.host_lost_after_s,
+            "teams": definition.teams,
+            "quotas": definition.quotas,
+            "weights": definition.weights,
+            "max_resources": definition.max_resources,
+            "images": definition.images,
+            "gpu_devices": definition.gpu_devices,
+            "sbatch": definition.sbatch,
+            "allow_sbatch": definition.allow_sbatch,
             "source_file": definition.source_file,
         },
     )
@@ -87,6 +97,10 @@ def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool
                               f"{definition.pool}.yaml")
     if pool.target != definition.target:
         raise DefinitionError(f"pool: {pool.name!r} runs {pool.target}, not {definition.target}")
+    if over := pipeline_over_pool(definition.resources, pool):
+        raise DefinitionError("; ".join(over))
+    if refused := sbatch_over_pool(definition, pool):
+        raise DefinitionError("; ".join(refused))
     pipeline, _ = Pipeline.objects.get_or_create(name=definition.name)
     locked = Pipeline.objects.select_for_update(of=("self",)).select_related("latest_version")
     pipeline = locked.get(pk=pipeline.pk)
@@ -109,6 +123,9 @@ def _version_save(definition: PipelineDefinition) -> tuple[PipelineVersion, bool
         config_schema=definition.config_schema,
         defaults=definition.defaults,
         secrets=definition.secrets,
+        retry=definition.retry,
+        allow=definition.allow or {},
+        sbatch=definition.sbatch or {},
         source_file=definition.source_file,
     )
     pipeline.latest_version = version
@@ -139,8 +156,34 @@ def worker_heartbeat(beat) -> None:
     Worker.objects.update_or_create(
         pool=beat.pool, host=beat.host, name=beat.name,
         defaults={"target": beat.target, "version": beat.version, "capacity": beat.capacity,
-                  "busy": beat.busy, "last_seen": datetime.fromtimestamp(beat.at, UTC)},
+                  "busy": beat.busy, "polls": poll_counts(beat.polls),
+                  "last_seen": datetime.fromtimestamp(beat.at, UTC),
+                  "cluster": _cluster_report(beat.cluster)},
     )
+
+
+POLL_COUNTS = ("cycles", "failures", "seconds", "last_seconds")
+
+
+def poll_counts(polls) -> dict:
+    """The poll counts of a heartbeat, only the known ones and only numbers: what a worker
+    sends is kept as it is shown, so nothing else rides along."""
+    if not isinstance(polls, dict):
+        return {}
+    return {key: polls[key] for key in POLL_COUNTS
+            if isinstance(polls.get(key), int | float) and not isinstance(polls[key], bool)
+            and 0 <= polls[key] < 1e15}
+
+
+def _cluster_report(report) -> dict | None:
+    """A worker's word on its cluster, kept to the fields and sizes shown (it is signed by the
+    worker, but a worker's bug must not fill the database)."""
+    if not isinstance(report, dict):
+        return None
+    version = report.get("rest_api_version")
+    return {"reachable": report.get("reachable") is True,
+            "rest_api_version": str(version)[:20] if version else None,
+            "detail": str(report.get("detail") or "")[:500]}
 
 
 def service_heartbeat(name: str) -> None:
@@ -149,6 +192,24 @@ def service_heartbeat(name: str) -> None:
     ServiceHeartbeat.objects.update_or_create(
         name=name, host=this_host(), defaults={"pid": os.getpid(), "last_seen": timezone.now()},
     )
+
+
+def pool_pause(pool: Pool, *, paused: bool = True, actor: Caller | None = None) -> bool:
+    """Pause (or, with ``paused=False``, resume) ``pool``; False when it already was. A paused
+    pool admits nothing new; its running jobs go on. A resumed pool admits at once. A change
+    is audited as ``actor``'s (a pool is no team's: superusers read those entries)."""
+    from apps.processes import relay  # processes depend on pipelines
+
+    with transaction.atomic():
+        changed = Pool.objects.filter(pk=pool.pk).exclude(paused=paused).update(
+            paused=paused, updated_at=timezone.now())
+        if changed:
+            audit_record(actor, Action.POOL_PAUSE if paused else Action.POOL_RESUME,
+                         target=f"pool {pool.name}")
+        if changed and not paused:
+            relay.wake()  # the relay admits on it once this commits
+    pool.paused = paused
+    return bool(changed)
 
 
 def pipeline_versions_withdraw(versions, *, withdrawn: bool = True) -> int:

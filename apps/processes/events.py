@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -19,8 +20,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.datasets.outputs import outputs_record
 from apps.pipelines.refusals import message_refused, refusals_count
-from apps.processes import messaging
+from apps.processes import messaging, relay
+from apps.processes.attempts import (
+    attempt_sync,
+    attempts_left,
+    exhausted_message,
+    retry,
+    retry_cause,
+)
 from apps.processes.clock import observed_at
 from apps.processes.models import Process, ProcessLogChunk
 from apps.processes.transitions import move, move_to_queued
@@ -55,31 +64,61 @@ def events_receive(envelope) -> int:
 
 
 def events_apply(events: list[Event], sender: Sender) -> int:
-    """Apply a batch of events ``sender`` verifiably sent; returns how many changed a
-    process. One read decides which events come from their source and which bring news, so
-    a poll of a thousand quiet jobs costs one query."""
+    """Apply a batch of events ``sender`` verifiably sent, all in one transaction; returns
+    how many changed a process. One read decides which events come from their source and
+    which bring news, so a poll of a thousand quiet jobs costs one query; the processes with
+    news are then locked together, in id order (two batches about the same processes wait
+    for each other, they never deadlock), and each event applied in its message's order. A
+    database error undoes the whole batch: the message goes back to its queue and comes again
+    (every event is idempotent)."""
     ids = {e.process_id for e in events}
     current = {str(p.pk): p for p in Process.objects.filter(pk__in=ids).only(
         "state", "handle", "host", "pool", "target", "log_size", "log_cursor",
-        "missing_since")}
+        "missing_since", "attempt", "log_base")}
     changed = 0
     refused: Counter[str] = Counter()
-    for event in events:
-        process = current.get(event.process_id)
-        if process is None:
-            log.warning("event for unknown process %s ignored", event.process_id)
-            continue
-        try:
-            source_check(process, event, sender)
-            if news_of(process, event):
-                changed += event_apply(event, sender)
-        except EventRefused as exc:
-            refused[exc.reason] += 1
-            log.warning("refused an event for process %s from %s: %s", process.pk,
-                        sender.source, exc.detail)
+    freed = False  # a process may have ended: a slot to fill
+    news_ids = _news_ids(events, current)
+    # A batch without news (a poll of quiet jobs) opens no transaction and locks nothing.
+    with transaction.atomic() if news_ids else nullcontext():
+        _lock(news_ids)
+        for event in events:
+            process = current.get(event.process_id)
+            if process is None:
+                log.warning("event for unknown process %s ignored", event.process_id)
+                continue
+            try:
+                source_check(process, event, sender)
+                if earlier_attempt_alive(process, event):
+                    _cancel_earlier_attempt(process, event)
+                    continue
+                news = news_of(process, event)
+                if news and event_apply(event, sender):
+                    changed += 1
+                    freed = freed or news.missing or (
+                        news.state is not None and is_terminal(news.state))
+            except EventRefused as exc:
+                refused[exc.reason] += 1
+                log.warning("refused an event for process %s from %s: %s", process.pk,
+                            sender.source, exc.detail)
+        if freed:
+            relay.wake()  # the relay admits into the freed slots once this commits
     if refused:
         refusals_count(refused, f"came from {sender.source} of pool {sender.pool!r}")
     return changed
+
+
+def _news_ids(events: list[Event], current: dict[str, Process]) -> list[str]:
+    """The processes an event of the batch brings news of, by the first read, in id order."""
+    return sorted({e.process_id for e in events
+                   if (p := current.get(e.process_id)) is not None and news_of(p, e)})
+
+
+def _lock(ids: list[str]) -> None:
+    """Lock these processes in id order; ``event_apply`` reads each again under its lock."""
+    if ids:
+        list(Process.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+             .values_list("pk", flat=True))
 
 
 def source_check(process: Process, event: Event, sender: Sender) -> None:
@@ -98,6 +137,25 @@ def source_check(process: Process, event: Event, sender: Sender) -> None:
     if not process.handle and event.handle and event.host != sender.host:
         raise EventRefused("event: a handle reported for another host",
                            f"a handle on {event.host!r} reported from {sender.host!r}")
+
+
+def earlier_attempt_alive(process: Process, event: Event) -> bool:
+    """A job of an earlier attempt than the process's current one says it runs (a second
+    delivery of that attempt's job spec arrived late and started it): it must be stopped,
+    or the process would run twice."""
+    return ((event.attempt or 1) < process.attempt and bool(event.handle)
+            and event.state is not None and not is_terminal(event.state))
+
+
+def _cancel_earlier_attempt(process: Process, event: Event) -> None:
+    log.warning("process %s: job %s of attempt %s runs during attempt %s: cancelling it",
+                process.pk, event.handle, event.attempt or 1, process.attempt)
+    try:
+        full = Process.objects.select_related("pipeline_version__pool").get(pk=process.pk)
+        messaging.send_cancel_of_attempt(full, event.handle or "", event.host,
+                                         event.attempt or 1)
+    except Exception as exc:  # a later event of the same job asks again
+        log.warning("cancel of %s not sent now: %s", event.handle, exc)
 
 
 @dataclass(frozen=True)
@@ -119,11 +177,17 @@ class News:
 def news_of(process: Process, event: Event) -> News:
     """What applying ``event`` would change of ``process``: the one place that decides it.
     Asked on the batch's one read (an event without news takes no lock) and again under the
-    row lock, where it says what to write. Reads only the fields ``events_apply`` loads."""
+    row lock, where it says what to write. Reads only the fields ``events_apply`` loads.
+
+    An event of another attempt than the process's current one brings no news: an earlier
+    attempt's job has ended for the control plane (a worker that names no attempt knows
+    only the first)."""
+    if (event.attempt or 1) != process.attempt:
+        return News()
     to = State(event.state) if event.state else None
     return News(
         handle=bool(event.handle) and not process.handle,
-        log=event.log_end is not None and event.log_end > process.log_size,
+        log=event.log_end is not None and process.log_base + event.log_end > process.log_size,
         log_cursor=bool(event.log_cursor) and event.log_cursor != process.log_cursor,
         missing=event.missing and not is_terminal(process.state),
         seen_again=not event.missing and to is not None and process.missing_since is not None,
@@ -133,8 +197,9 @@ def news_of(process: Process, event: Event) -> News:
     )
 
 
-@transaction.atomic
 def event_apply(event: Event, sender: Sender) -> bool:
+    """Apply one event in the caller's transaction (``events_apply``'s): the row is read
+    again under its lock, and nothing is written before the event is believed."""
     process = Process.objects.select_for_update().filter(pk=event.process_id).first()
     if process is None:
         return False
@@ -164,22 +229,45 @@ def event_apply(event: Event, sender: Sender) -> bool:
         fields += _state(process, event, news.state)
     if fields:
         process.save(update_fields=sorted(set(fields) | {"updated_at"}))
+        _attempt_follow(process, event, fields)
     return bool(fields)
+
+
+def _attempt_follow(process: Process, event: Event, fields: list[str]) -> None:
+    """The current attempt's row follows what changed of its process; an end keeps the
+    reason the target gave for it."""
+    if {"state", "handle", "message"} & set(fields):
+        reason = "lost" if process.state == State.LOST else event.reason
+        attempt_sync(process, reason=reason if is_terminal(process.state) else "")
 
 
 def _state(process: Process, event: Event, to: State) -> list[str]:
     fields = []
     # When the worker saw it, not when it is applied: a consumer that was down applies old news.
     at = observed_at(event.at)
+    if process.state == State.PENDING and process.admitted_at is None:
+        # Only a spec sent before admission existed gets here: its job is on the target, so
+        # it holds a slot from now on.
+        log.warning("process %s reached its target unadmitted: counted as admitted now",
+                    process.pk)
+        process.admitted_at = timezone.now()
+        fields.append("admitted_at")
     if process.state == State.PENDING and can_move(State.QUEUED, to):
         # A worker answered before the web process marked the publish: the spec was sent.
         fields += move_to_queued(
             process, "its worker answered before the publish was recorded", at=at)
+    message = event.message or _default_message(to, event.exit_code)
+    cause = retry_cause(process, to, event.exit_code, event.reason) if is_terminal(to) else ""
+    if cause and attempts_left(process):
+        return fields + retry(process, to, exit_code=event.exit_code, message=message,
+                              reason=event.reason, cause=cause, source=event.source,
+                              at=at)
     moved = move(process, to, event.source, event.message, at=at)
     fields += moved
     if moved and is_terminal(to):
+        outputs_record(process, event.outputs)  # stored by the worker before it said so
         process.exit_code = event.exit_code
-        process.message = event.message or _default_message(to, event.exit_code)
+        process.message = exhausted_message(process, message, cause) if cause else message
         fields += ["exit_code", "message"]
     return fields
 
@@ -204,21 +292,27 @@ def _missing(process: Process, event: Event) -> list[str]:
         return []
     to = State.STOPPED if process.state == State.STOPPING else State.LOST
     reason = f"{event.message}; not seen since {process.missing_since:%Y-%m-%d %H:%M:%S} UTC"
+    cause = retry_cause(process, to, None, "lost")
+    if cause and attempts_left(process):
+        return retry(process, to, exit_code=None, message=reason, reason="lost", cause=cause,
+                     source=event.source, at=now)
     fields = move(process, to, event.source, reason)  # decided here and now: no worker time
     if fields:
-        process.message = reason
+        process.message = exhausted_message(process, reason, cause) if cause else reason
         fields.append("message")
     return fields
 
 
 def _log_append(process: Process, event: Event) -> list[str]:
     """Keep the bytes of ``event`` past those kept already (a duplicate brings none)."""
-    end = event.log_end
-    if end is None:  # no end, no bytes to keep (news_of asks for one before this is called)
+    if event.log_end is None:  # no end, no bytes to keep (news_of asks for one first)
         return []
+    # The job counts its bytes from 0; its attempt's output starts at log_base in the log.
+    offset = process.log_base + (event.log_offset or 0)
+    end = process.log_base + event.log_end
     data = event.log.encode()
-    start = max(event.log_offset or 0, process.log_size)
-    text = data[start - (event.log_offset or 0):].decode("utf-8", errors="replace")
+    start = max(offset, process.log_size)
+    text = data[start - offset:].decode("utf-8", errors="replace")
     ProcessLogChunk.objects.create(process=process, offset=start, end=end, text=text)
     process.log_size = end
     process.log_kept += end - start

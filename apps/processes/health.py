@@ -22,8 +22,9 @@ from rest_framework.views import APIView
 from apps.accounts.schema import AUTH_ERRORS
 from apps.pipelines.models import Pool, ServiceHeartbeat
 from apps.pipelines.refusals import refusals_report
-from apps.pipelines.selectors import last_service_heartbeat, live_workers
+from apps.pipelines.selectors import cluster_of, last_service_heartbeat, live_workers
 from apps.processes.schema import HealthSerializer
+from apps.teams.access import Caller, sees_operations
 from orchestration.celery import app
 
 BROKER_TIMEOUT_S = 2
@@ -63,15 +64,24 @@ def heartbeat_state(name: str) -> dict:
 
 
 def pool_states() -> tuple[dict[str, dict], list[str]]:
-    """Pools with live workers (their count, capacity, busy slots), and defined pools without."""
+    """Pools with live workers (their count, capacity, busy slots, and for a Slurm pool its
+    cluster as they see it), and the pools that are down: defined with no live worker, or
+    whose workers cannot use their cluster."""
     pools: dict[str, dict] = {}
+    workers: dict[str, list] = {}
     for worker in live_workers():
         pool = pools.setdefault(worker.pool, {"workers": 0, "capacity": 0, "busy": 0})
         pool["workers"] += 1
         pool["capacity"] += worker.capacity
         pool["busy"] += worker.busy
-    defined = Pool.objects.values_list("name", flat=True)
-    return pools, sorted(name for name in defined if name not in pools)
+        workers.setdefault(worker.pool, []).append(worker)
+    down = set(Pool.objects.values_list("name", flat=True)) - set(pools)
+    for name, pool in pools.items():
+        if (cluster := cluster_of(workers[name])) is not None:
+            pool["cluster"] = cluster
+            if not cluster["reachable"]:
+                down.add(name)
+    return pools, sorted(down)
 
 
 def health_report() -> dict:
@@ -103,12 +113,24 @@ def health_report() -> dict:
             "pools": pools, "pools_down": pools_down, "refused": refused}
 
 
+def _without_cluster_detail(pool: dict) -> dict:
+    """A pool as anyone sees it: its cluster's reachability and REST version, not the words
+    (addresses, errors)."""
+    if "cluster" not in pool:
+        return pool
+    cluster = {key: pool["cluster"][key] for key in ("reachable", "rest_api_version")}
+    return {**pool, "cluster": {**cluster, "detail": "ok" if cluster["reachable"] else
+                                "unavailable"}}
+
+
 def public_report(report: dict) -> dict:
     """The report as anyone may read it: each part's state with a generic detail. The real
     details (a database's or broker's error text, hosts, pids, refused messages) are for
     staff and for ``manage.py health``."""
     public = dict(report)
     public.pop("refused", None)
+    public["pools"] = {name: _without_cluster_detail(pool)
+                       for name, pool in report.get("pools", {}).items()}
     for name in PARTS:
         part = dict(report[name])
         part["detail"] = {True: "ok", False: "unavailable", None: "unknown"}[part["ok"]]
@@ -117,7 +139,7 @@ def public_report(report: dict) -> dict:
 
 
 class HealthView(APIView):
-    """No token needed (load balancers, humans); a staff token or session sees the details."""
+    """No token needed (load balancers, humans); those who run the service see the details."""
 
     permission_classes = ()
     # Health must answer while the database is away: no throttle counts (they live in the
@@ -132,7 +154,8 @@ class HealthView(APIView):
 
     @extend_schema(
         summary="The health of every part (no token needed)",
-        description="Anyone sees each part's state; a staff token or session sees its details.",
+        description="Anyone sees each part's state; a superuser, or a user allowed to view "
+                    "workers, sees its details.",
         # A token is optional here: {} is "no authentication" in OpenAPI's terms. (The stubs
         # type ``auth`` as names; drf-spectacular takes OpenAPI security requirements.)
         auth=[{"oauth2": ["read"]}, {"cookieAuth": []}, {}],  # type: ignore[list-item]
@@ -146,6 +169,10 @@ class HealthView(APIView):
     def get(self, request):
         report = health_report()
         status = 200 if report["status"] == "ok" else 503
-        if not (request.user is not None and request.user.is_staff):
+        try:
+            details = sees_operations(Caller.of(request))
+        except (DatabaseError, InterfaceError):  # with the database away, the public report
+            details = False
+        if not details:
             report = public_report(report)
         return Response(report, status=status)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from apps.datasets.jobs import job_inputs, job_outputs
 from apps.processes.models import Process
+from apps.processes.run_options import resources_of, sbatch_of
 from orchestration.celery import app
 from workers.contract import (
     TASK_CANCEL,
@@ -33,25 +35,35 @@ def job_spec(process: Process) -> JobSpec:
         target=version.target,
         pool=version.pool.name,
         command=run.get("command", []),
-        image=run.get("image", ""),
+        image=process.image or run.get("image", ""),
         script=run.get("script", ""),
-        env=run.get("env", {}),
+        env={**run.get("env", {}), **process.env},  # the run's own values over the pipeline's
         user=run.get("user", ""),
         secret_env=process.secret_env,  # sealed: only the worker that starts the job opens it
         config=process.used_config,
-        resources=Resources(**version.resources),
+        resources=Resources(**resources_of(version, process.resources)),
+        gpu_devices=list(process.gpu_devices),
         pool_settings=version.pool.settings,
         created_at=process.created_at.timestamp(),
+        attempt=process.attempt,
+        inputs=job_inputs(process, version.pool.settings),
+        outputs=job_outputs(process, version.pool.settings),
+        sbatch=sbatch_of(version, process.sbatch),
     )
 
 
-def send_job_spec(process: Process) -> None:
+def signed_spec(process: Process) -> tuple[str, dict, str]:
+    """(queue, signed envelope, process id) of ``process``'s job spec, as the relay sends it."""
     spec = job_spec(process)
+    return pool_queue(spec.pool), sign("spec", spec.pool, spec.to_dict()), spec.process_id
+
+
+def send_job_spec(process: Process) -> None:
+    queue, envelope, process_id = signed_spec(process)
     # A short argsrepr: Celery would otherwise format the whole spec (config included) for
     # its logs on every publish.
-    envelope = sign("spec", spec.pool, spec.to_dict())
-    app.send_task(TASK_SUBMIT, args=[envelope], queue=pool_queue(spec.pool),
-                  argsrepr=f"[job spec of {spec.process_id}]")
+    app.send_task(TASK_SUBMIT, args=[envelope], queue=queue,
+                  argsrepr=f"[job spec of {process_id}]")
 
 
 def poll_item(process: Process, stop: bool = False) -> PollItem:
@@ -59,11 +71,14 @@ def poll_item(process: Process, stop: bool = False) -> PollItem:
     return PollItem(
         process_id=str(process.id),
         handle=process.handle,
-        log_offset=process.log_size,
+        # The job's own byte count: its attempt's output starts at log_base in the process's.
+        log_offset=process.log_size - process.log_base,
         log_cursor=process.log_cursor or None,
         stop_requested=stop or process.stop_requested_at is not None,
         submitted_at=started.timestamp() if started else None,
-        time_limit_s=process.pipeline_version.resources.get("time_limit_s"),
+        time_limit_s=resources_of(process.pipeline_version, process.resources).get(
+            "time_limit_s"),
+        attempt=process.attempt,
     )
 
 
@@ -78,6 +93,17 @@ def send_poll(request: PollRequest, *, cancel: bool = False) -> None:
     else:
         app.send_task(TASK_POLL, args=args, queue=queue, argsrepr=argsrepr,
                       expires=settings.POLL_INTERVAL_S * 5)
+
+
+def send_cancel_of_attempt(process: Process, handle: str, host: str | None,
+                           attempt: int) -> None:
+    """Stop the job ``handle`` of an earlier attempt of ``process`` that reported itself
+    alive (a late second delivery of that attempt's job spec started it)."""
+    item = PollItem(process_id=str(process.id), handle=handle, stop_requested=True,
+                    attempt=attempt)
+    request = PollRequest(pool=process.pool, target=process.target, host=host or None,
+                          items=[item], pool_settings=process.pipeline_version.pool.settings)
+    send_poll(request, cancel=True)
 
 
 def send_cancel(process: Process) -> None:

@@ -1,6 +1,7 @@
 """The poll loop, run by the beat every POLL_INTERVAL_S: one poll message per pool (or per
 host of a host-bound pool) listing every handle the control plane still waits on, and the
-outbox sweep that publishes again what was committed but never reached the broker."""
+job specs of long-QUEUED processes signed and sent again. (What was admitted but never
+reached the broker is the relay's: apps.processes.relay publishes it each round.)"""
 
 from __future__ import annotations
 
@@ -8,20 +9,19 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 
-from django.conf import settings
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.pipelines.models import Pool
 from apps.processes import messaging
+from apps.processes.lost_hosts import silent_hosts_round
 from apps.processes.models import Process
-from apps.processes.services import process_publish
 from workers.contract import (
     HOST_BOUND_TARGETS,
-    POLL_BATCH_MAX,
     POLLED_STATES,
     PollRequest,
     State,
+    poll_batch_max,
 )
 from workers.signing import max_age_s
 
@@ -32,12 +32,15 @@ REPUBLISH_BATCH = 500
 
 def pools_poll() -> int:
     """Send this round's poll messages; returns how many were sent."""
+    silent_hosts_round()  # first: nothing is sent to a host queue nobody will read again
     processes = (
         Process.objects.filter(state__in=POLLED_STATES)
         .exclude(handle="")
         .select_related("pipeline_version")
         .order_by("id")  # the same batches each round: a worker tells a repeated poll by them
-        .only("id", "handle", "host", "pool", "target", "log_size", "log_cursor",
+        # Every field poll_item reads: one left out is a query per process (10,000 a cycle).
+        .only("id", "handle", "host", "pool", "target", "log_size", "log_cursor", "attempt",
+              "log_base", "resources",
               "stop_requested_at", "started_at", "submitted_at", "pipeline_version__resources")
     )
     groups: dict[tuple[str, str, str | None], list] = defaultdict(list)
@@ -47,9 +50,10 @@ def pools_poll() -> int:
     pool_settings = dict(Pool.objects.values_list("name", "settings"))
     sent = 0
     for (pool, target, host), items in groups.items():
-        for start in range(0, len(items), POLL_BATCH_MAX):
+        batch = poll_batch_max(target)
+        for start in range(0, len(items), batch):
             request = PollRequest(pool=pool, target=target, host=host,
-                                  items=items[start:start + POLL_BATCH_MAX],
+                                  items=items[start:start + batch],
                                   pool_settings=pool_settings.get(pool, {}))
             messaging.send_poll(request)
             sent += 1
@@ -76,14 +80,3 @@ def specs_resend() -> int:
         Process.objects.filter(pk=process.pk).update(spec_sent_at=timezone.now())
         sent += 1
     return sent
-
-
-def outbox_sweep() -> int:
-    """Publish again the processes still PENDING a while after they were committed (the broker
-    was down, or the web process died between commit and publish). A second copy of a job spec
-    is harmless: submission finds the job it already started."""
-    cutoff = timezone.now() - timedelta(seconds=settings.REPUBLISH_AFTER_S)
-    stale = (Process.objects.filter(state=State.PENDING, created_at__lt=cutoff)
-             .select_related("pipeline", "pipeline_version", "pipeline_version__pool")
-             .order_by("created_at")[:REPUBLISH_BATCH])
-    return sum(process_publish(process) for process in stale)

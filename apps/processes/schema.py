@@ -12,6 +12,16 @@ from rest_framework import serializers
 from apps.processes.input_limits import IDEMPOTENCY_KEY_MAX_CHARS
 from apps.processes.models import STATE_CHOICES
 from apps.processes.serializers import ProcessSerializer
+from workers.sbatch_options import MAIL_TYPES
+
+
+def object_or_json_string(schema: dict, description: str) -> dict:
+    """A field that takes a JSON object, or (form-encoded) the same object as a JSON string."""
+    return {
+        "oneOf": [schema, {"type": "string", "description": "The object as a JSON string "
+                                                           "(form-encoded requests)."}],
+        "description": description,
+    }
 
 
 class ConfigFieldSchema(OpenApiSerializerFieldExtension):
@@ -20,15 +30,10 @@ class ConfigFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "apps.processes.serializers.ConfigField"
 
     def map_serializer_field(self, auto_schema, direction):
-        return {
-            "oneOf": [
-                {"type": "object", "additionalProperties": True},
-                {"type": "string", "description": "The object as a JSON string "
-                                                  "(form-encoded requests)."},
-            ],
-            "description": "The pipeline's config: merged over its defaults, then checked "
-                           "against its config_schema. Empty means the defaults.",
-        }
+        return object_or_json_string(
+            {"type": "object", "additionalProperties": True},
+            "The pipeline's config: merged over its defaults, then checked "
+            "against its config_schema. Empty means the defaults.")
 
 
 class SecretsFieldSchema(OpenApiSerializerFieldExtension):
@@ -37,15 +42,70 @@ class SecretsFieldSchema(OpenApiSerializerFieldExtension):
     target_class = "apps.processes.serializers.SecretsField"
 
     def map_serializer_field(self, auto_schema, direction):
-        return {
-            "oneOf": [
-                {"type": "object", "additionalProperties": {"type": "string"}},
-                {"type": "string", "description": "The object as a JSON string "
-                                                  "(form-encoded requests)."},
-            ],
-            "description": "Secret environment values the pipeline declares "
-                           "(`{\"API_TOKEN\": \"...\"}`): stored encrypted, never returned.",
-        }
+        return object_or_json_string(
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            "Secret environment values the pipeline declares "
+            "(`{\"API_TOKEN\": \"...\"}`): stored encrypted, never returned.")
+
+
+class ResourcesFieldSchema(OpenApiSerializerFieldExtension):
+    """``resources``: what a run asks, each optional, within its pool's max_resources."""
+
+    target_class = "apps.processes.serializers.ResourcesField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        amount = {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}
+        return object_or_json_string(
+            {"type": "object", "additionalProperties": False, "properties": {
+                "cpus": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+                "memory": {**amount, "description": "MB, or 512M, 4G"},
+                "gpus": {"type": "integer", "minimum": 0},
+                "time_limit": {**amount, "description": "seconds, or 30m, 2h"}}},
+            "Resources the run asks over its pipeline's own; each at most its "
+            "pool's max_resources (a resource the pool sets no maximum for: at "
+            "most the pipeline's).")
+
+
+class EnvFieldSchema(OpenApiSerializerFieldExtension):
+    """``env``: plain env values of names the pipeline allows."""
+
+    target_class = "apps.processes.serializers.EnvField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return object_or_json_string(
+            {"type": "object", "additionalProperties": {"type": "string"}},
+            "Plain environment values (`{\"SEED\": \"42\"}`) of names the "
+            "pipeline's allow.env lets a run set; shown by the API (use secrets "
+            "for what must stay secret).")
+
+
+class SbatchFieldSchema(OpenApiSerializerFieldExtension):
+    """``sbatch``: sbatch options of a Slurm run (workers.sbatch_options)."""
+
+    target_class = "apps.processes.serializers.SbatchField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        count = {"type": "integer", "minimum": 1}
+        mail_types = {"type": "string", "enum": list(MAIL_TYPES)}
+        return object_or_json_string(
+            {"type": "object", "additionalProperties": False, "properties": {
+                "constraint": {"type": "string", "description": "a100, a100&ib, [v100|a100]"},
+                "nodes": {"oneOf": [count, {"type": "string", "description": "MIN-MAX"}]},
+                "ntasks": count,
+                "cpus_per_task": count,
+                "gres": {"type": "string", "description": "name[:type]:count, comma-separated"},
+                "reservation": {"type": "string"},
+                "exclusive": {"oneOf": [{"type": "boolean"},
+                                        {"type": "string", "enum": ["user", "mcs"]}]},
+                "mail_type": {"oneOf": [{"type": "array", "items": mail_types},
+                                        {"type": "string", "description": "END,FAIL"}]},
+                "mail_user": {"type": "string"},
+                "chdir": {"type": "string", "description": "an absolute path"},
+                "export": {"type": "array", "items": {
+                    "type": "string", "description": "NAME=VALUE, or NAME"}}}},
+            "Slurm pipelines: sbatch options its pipeline's allow.sbatch names, each "
+            "within its pool's allow_sbatch; the job gets them over its pipeline's and "
+            "its pool's.")
 
 
 # ProcessSerializer.get_urls has no type hint to read: an object of URLs, by action name.
@@ -87,12 +147,22 @@ class HealthPartSerializer(serializers.Serializer):
     last_seen = serializers.DateTimeField(required=False, allow_null=True)
 
 
+class HealthClusterSerializer(serializers.Serializer):
+    """A Slurm pool's cluster as its freshest worker saw it."""
+
+    reachable = serializers.BooleanField()
+    rest_api_version = serializers.CharField(allow_null=True,
+                                             help_text="slurmrestd's API version in use.")
+    detail = serializers.CharField()
+
+
 class HealthPoolSerializer(serializers.Serializer):
     """A pool with live workers: how many, and their slots."""
 
     workers = serializers.IntegerField(help_text="Workers heard from lately.")
     capacity = serializers.IntegerField(help_text="Their slots, all together.")
     busy = serializers.IntegerField(help_text="Slots busy now.")
+    cluster = HealthClusterSerializer(required=False, help_text="Slurm pools only.")
 
 
 class HealthRefusedSerializer(serializers.Serializer):
@@ -116,7 +186,8 @@ class HealthSerializer(serializers.Serializer):
     pools = serializers.DictField(child=HealthPoolSerializer(), required=False,
                                   help_text="Pools with live workers, by name.")
     pools_down = serializers.ListField(child=serializers.CharField(), required=False,
-                                       help_text="Defined pools with no live worker.")
+                                       help_text="Defined pools with no live worker, or whose "
+                                                 "workers cannot use their Slurm cluster.")
     refused = serializers.DictField(
         child=HealthRefusedSerializer(), required=False,
         help_text="Staff only: messages and events on the control queue that were not "

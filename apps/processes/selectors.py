@@ -1,24 +1,32 @@
-"""Reading processes, always through what the asking client may see."""
+"""Reading processes, always through what the caller may see: the processes of its teams.
+Views, the admin and its actions find processes here and nowhere else."""
 
 from __future__ import annotations
 
 from django.db.models import QuerySet
 
 from apps.processes.models import Process, ProcessEvent, ProcessLogChunk
+from apps.teams.access import Caller, in_teams, one_in_reach
+from apps.teams.roles import Role
 
 LOG_READ_LIMIT = 1024 * 1024
 
 
-def process_list(user, application=None) -> QuerySet[Process]:
-    """Staff see every process; a client sees its own; an admin user sees what they started."""
-    # The sealed secrets are never shown: a re-run loads them when it needs them.
-    processes = Process.objects.select_related("pipeline", "pipeline_version", "owner").defer(
-        "secret_env")
-    if user is not None and user.is_staff:
-        return processes
-    if application is not None:
-        return processes.filter(application=application)
-    return processes.filter(owner=user)
+def process_list(caller: Caller, needed: str = Role.VIEWER) -> QuerySet[Process]:
+    """The processes of the teams where ``caller`` holds ``needed`` or more (a superuser:
+    all of them)."""
+    # The sealed secrets are never shown: a re-run loads them when it needs them. The pool:
+    # its sbatch defaults are part of what a process shows.
+    processes = Process.objects.select_related(
+        "pipeline", "pipeline_version__pool", "owner", "team").defer("secret_env")
+    return in_teams(processes, caller, needed)
+
+
+def process_for(caller: Caller, pk, action: str = "read") -> Process:
+    """The process ``pk`` for ``action`` (a key of ACTION_ROLES). Http404 when the caller
+    cannot see it (or ``pk`` is no process id): the answer never says whether it exists; a
+    RoleTooLow (403) naming the role needed when it can see it but not do that."""
+    return one_in_reach(process_list(caller), caller, pk, action, "process")
 
 
 def process_events(process: Process) -> QuerySet[ProcessEvent]:

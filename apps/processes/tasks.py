@@ -13,8 +13,10 @@ from django.db import DatabaseError, InterfaceError
 
 from apps.pipelines.services import pipelines_load, worker_heartbeat_receive
 from apps.processes.events import events_receive
-from apps.processes.polling import outbox_sweep, pools_poll, specs_resend
-from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, TASK_POLL_POOLS
+from apps.processes.lifecycle import retention_due
+from apps.processes.polling import pools_poll, specs_resend
+from apps.webhooks.services import deliveries_send
+from workers.contract import TASK_APPLY_EVENTS, TASK_HEARTBEAT, TASK_HOUSEKEEPING, TASK_POLL_POOLS
 from workers.signing import master_keys
 
 log = logging.getLogger(__name__)
@@ -49,15 +51,28 @@ def heartbeat(envelope: dict) -> None:
 
 @shared_task(name=TASK_POLL_POOLS, acks_late=False)
 def poll_pools() -> int:
-    """One round of the poll loop. A round the database cannot serve is skipped: the next one
-    comes in POLL_INTERVAL_S and asks about everything again."""
+    """One round of the poll loop: send again the specs that waited QUEUED too long, then
+    poll. (Admission and the first publish are the relay's: apps.processes.relay.) A round
+    the database cannot serve is skipped: the next one comes in POLL_INTERVAL_S and asks
+    about everything again."""
     try:
-        outbox_sweep()
         specs_resend()
         return pools_poll()
     except (DatabaseError, InterfaceError) as exc:
         log.warning("poll round skipped, the database is unavailable: %s", exc)
         return 0
+
+
+@shared_task(name=TASK_HOUSEKEEPING, acks_late=False, ignore_result=True)
+def housekeeping() -> None:
+    """What the beat asks for every few seconds besides polls: webhook deliveries that are
+    due, and retention when it is due. Skipped when the database cannot serve it; the next
+    round comes soon."""
+    try:
+        deliveries_send()
+        retention_due()
+    except (DatabaseError, InterfaceError) as exc:
+        log.warning("housekeeping skipped, the database is unavailable: %s", exc)
 
 
 @worker_ready.connect

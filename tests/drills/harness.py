@@ -48,7 +48,6 @@ from workers.contract import (
 DRILL_SETTINGS = {
     "ORCH_POLL_INTERVAL_S": "0.5",
     "ORCH_HEARTBEAT_INTERVAL_S": "1",
-    "ORCH_REPUBLISH_AFTER_S": "2",
     "ORCH_LOST_GRACE_S": "60",
     "DEBUG": "false",
     "SECRET_KEY": "drill-secret-key-0123456789-0123456789-0123456789-0123456789",

@@ -33,7 +33,7 @@ class LocalBackend(Backend):
     def write_pipelines(self, directory: Path) -> None:
         (directory / "pools").mkdir(parents=True, exist_ok=True)
         (directory / "pools" / "local.yaml").write_text(
-            "name: local\ntarget: local\ncapacity: 4\nqueued_limit: 3s\nsettings: {}\n")
+            "name: local\ntarget: local\ncapacity: 32\nqueued_limit: 3s\nsettings: {}\n")
         script = (
             "import json, os, time\n"
             "config = json.load(open(os.environ['ORCH_CONFIG_FILE']))\n"

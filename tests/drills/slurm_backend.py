@@ -1,8 +1,10 @@
 """The Slurm targets as the drills see them, on a private Slurm cluster.
 
 Drill 7 restarts slurmctld, and once wipes its saved state, so it never uses the machine's
-cluster: :class:`PrivateSlurm` starts one of its own with ``deploy/slurm-cluster.sh`` (config,
-state, logs and pids in a directory of its own, its own ports) and stops it the same way.
+cluster: :class:`PrivateSlurm` starts one of its own with ``deploy/slurm-cluster.sh`` (22.05)
+or ``deploy/slurm24-cluster.sh`` (24.11, from its root file system; its commands in the bin dir
+it prints), config, state, logs and pids in a directory of its own, its own ports, and stops it
+the same way.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from tests.drills.harness import Backend, sh_job, write_pipeline
 from tests.drills.infra import free_port
 from tests.e2e.stack import ROOT
 
-SCRIPT = ROOT / "deploy" / "slurm-cluster.sh"
+SCRIPTS = {"22.05": ROOT / "deploy" / "slurm-cluster.sh",
+           "24.11": ROOT / "deploy" / "slurm24-cluster.sh"}
+# What slurm24-cluster.sh prints, by the names slurm-cluster.sh prints.
+NAMES_24 = {"ORCH_SLURM24_RESTD_URL": "ORCH_SLURMRESTD_URL",
+            "ORCH_SLURM24_TOKEN_FILE": "ORCH_SLURM_TOKEN_FILE",
+            "ORCH_SLURM24_CONF": "SLURM_CONF", "ORCH_SLURM24_BIN_DIR": "bin_dir"}
 
 
 class PrivateSlurm:
     """slurmctld, slurmd and slurmrestd of a cluster of their own, in a temporary directory."""
 
-    def __init__(self):
+    def __init__(self, release: str = "22.05"):
+        self.release = release
+        self.script = SCRIPTS[release]
         # Not under pytest's private tmp dir: slurmrestd runs as another user and reads it.
         self.home = Path(tempfile.mkdtemp(prefix="orch-drill-slurm-"))
         self.port = _free_port_run(3)
@@ -42,30 +51,42 @@ class PrivateSlurm:
         return {**os.environ, "SLURM_CONF": self.env["SLURM_CONF"]}
 
     def _script(self, *args: str, timeout: float = 180) -> str:
-        done = subprocess.run(["bash", str(SCRIPT), *args], env=self._env(), capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(["bash", str(self.script), *args], env=self._env(),
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
         if done.returncode != 0:
-            raise RuntimeError(f"slurm-cluster.sh {' '.join(args)} failed: {done.stderr[-3000:]}")
+            raise RuntimeError(f"{self.script.name} {' '.join(args)} failed: "
+                               f"{done.stderr[-3000:]}")
         return done.stdout
 
     def start(self) -> PrivateSlurm:
-        if shutil.which("slurmctld") is None:
+        if self.release == "22.05" and shutil.which("slurmctld") is None:
             raise RuntimeError("drill 7 needs Slurm: run deploy/slurm-cluster.sh (as root)")
-        exports = self._script("start").split("export ", 1)[1]
-        self.env = dict(word.split("=", 1) for word in exports.split())
+        exports = self._script("start", timeout=600).split("export ", 1)[1]
+        env = dict(word.split("=", 1) for word in exports.split())
+        self.env = {NAMES_24.get(k, k): v for k, v in env.items()}
+        self.env.setdefault("ORCH_SLURM_USER", "orch-slurm")
         return self
+
+    @property
+    def bin_dir(self) -> str | None:
+        """Where this cluster's commands are; None: the host's, on PATH."""
+        return self.env.get("bin_dir")
+
+    def command(self, name: str) -> str:
+        return os.path.join(self.bin_dir, name) if self.bin_dir else name
 
     def restart_ctld(self, cold: bool = False, down_s: float = 0) -> subprocess.Popen:
         """Start restarting slurmctld (kept down ``down_s`` seconds); wait() on the answer.
         ``cold``: with its saved state wiped, so jobs are forgotten and ids start again."""
         env = {**self._env(), "ORCH_SLURM_DOWN_S": str(down_s)}
-        argv = ["bash", str(SCRIPT), "restart-ctld", *(["--cold"] if cold else [])]
+        argv = ["bash", str(self.script), "restart-ctld", *(["--cold"] if cold else [])]
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
 
     def controller_up(self) -> bool:
-        done = subprocess.run(["scontrol", "ping"], env=self._client_env(), capture_output=True,
-                              text=True, timeout=30)
+        done = subprocess.run([self.command("scontrol"), "ping"], env=self._client_env(),
+                              capture_output=True, text=True, timeout=30)
         return "is UP" in done.stdout
 
     def stop(self) -> None:
@@ -75,8 +96,8 @@ class PrivateSlurm:
 
     def run(self, *argv: str) -> str:
         """A Slurm client command against this cluster."""
-        done = subprocess.run(list(argv), env=self._client_env(), capture_output=True, text=True,
-                              timeout=30)
+        done = subprocess.run([self.command(argv[0]), *argv[1:]], env=self._client_env(),
+                              capture_output=True, text=True, timeout=30)
         if done.returncode != 0:
             raise RuntimeError(f"{argv[0]} failed: {done.stderr}")
         return done.stdout
@@ -131,8 +152,10 @@ class SlurmBackend(Backend):
             settings.update(url=self.cluster.env["ORCH_SLURMRESTD_URL"],
                             token_file=self.cluster.env["ORCH_SLURM_TOKEN_FILE"],
                             request_timeout_s=10)
-        else:  # only the sbatch target runs Slurm commands
+        else:  # only the sbatch target runs Slurm commands: this cluster's
             settings.update(command_timeout_s=10)
+            if self.cluster.bin_dir:
+                settings.update(bin_dir=self.cluster.bin_dir)
         pool = {"name": self.pool, "target": self.target, "capacity": 16,
                 "queued_limit": "1m", "settings": settings}
         (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))

@@ -1,7 +1,7 @@
 """Drill 3: restart RabbitMQ (the drill's own node) with jobs queued and running.
 
 Jobs run on while the broker is away; runs posted meanwhile are committed and wait PENDING
-(the API still answers); once the broker is back, the outbox sweep publishes them, every
+(the API still answers); once the broker is back, the relay publishes them, every
 consumer reconnects, and every process ends once, as its job did.
 """
 

@@ -88,7 +88,7 @@ class DockerBackend(Backend):
 
     def write_pipelines(self, directory: Path) -> None:
         (directory / "pools").mkdir(parents=True, exist_ok=True)
-        pool = {"name": self.pool, "target": "docker", "capacity": 8, "queued_limit": "1m",
+        pool = {"name": self.pool, "target": "docker", "capacity": 16, "queued_limit": "1m",
                 "settings": {"pull": "never", "network": "none", "stop_grace_s": 2,
                              "work_root": str(self.run_dir / "work")}}
         (directory / "pools" / f"{self.pool}.yaml").write_text(json.dumps(pool))

@@ -21,6 +21,12 @@ def stack_env(django_db_setup, tmp_path_factory):
         ORCH_HEARTBEAT_INTERVAL_S="1",
         ORCH_LOST_GRACE_S="30",
         ORCH_WORK_ROOT=str(work_root),
+        ORCH_STORAGE_URL=f"file://{run_dir / 'storage'}",  # not the checkout's var/storage
+        ORCH_HOUSEKEEPING_INTERVAL_S="1",
+        ORCH_WEBHOOK_ALLOW_PRIVATE="true",  # the tests' receivers listen on 127.0.0.1
+        # Where signed data URLs point: the control consumer's relay builds the job specs, so
+        # it must know the port the data tests' web server will listen on.
+        ORCH_PUBLIC_URL=f"http://127.0.0.1:{stack.free_port()}",
         PYTHONUNBUFFERED="1",
     )
     stack.purge_queues([CONTROL_QUEUE, pool_queue("local"), host_queue("local", this_host())])

@@ -5,7 +5,10 @@ cancellation of every Slurm job its processes may have left.
 
 Without a cluster that answers, or without the unprivileged user its jobs run as (the
 shipped pool's ``user``, which the deploy script creates), every test skips with a message that
-says how to start it (a failure in CI: tests/conftest.py)."""
+says how to start it (a failure in CI: tests/conftest.py).
+
+Tests marked ``both_slurm_clusters`` run on Slurm 22.05 and on 24.11 (deploy/slurm24-cluster.sh),
+whose commands the worker runs through ``ORCH_SLURM_BIN_DIR``; the others on 22.05 only."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import yaml
 from apps.processes.models import Process
 from tests.e2e import stack
 from tests.e2e.client import post_process
+from tests.executors.slurm_contract import CLUSTERS, Cluster
 from workers.contract import is_terminal
 
 POOL = "slurm-main"
@@ -97,6 +101,18 @@ run:
   command: [sh, -c, 'echo "uid=$(id -u) user=$(id -un) groups=$(id -G)"']
 resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
 """,
+    "e2e-options-slurm": f"""
+name: e2e-options-slurm
+version: "1"
+description: Says how many tasks Slurm gave it; a run may set sbatch options (slurm e2e tests).
+target: slurm
+pool: {POOL}
+run:
+  command: [sh, -c, 'echo "tasks=$SLURM_NTASKS cwd=$(pwd)"']
+resources: {{cpus: 1, memory: 64M, time_limit: 1m}}
+sbatch: {{constraint: orch}}
+allow: {{sbatch: [constraint, ntasks, mail_type, mail_user]}}
+""",
     "e2e-echo-slurm": f"""
 name: e2e-echo-slurm
 version: "1"
@@ -122,8 +138,34 @@ defaults: {{text: hello}}
 }
 
 
+# The cluster of the session's slurm_release (its own holder: the executor tests' modules set
+# theirs, and a session fixture outlives them).
+_CURRENT = [CLUSTERS["22.05"]]
+
+
+def current() -> Cluster:
+    return _CURRENT[0]
+
+
 def slurm(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
+    """A Slurm command of the test, on the cluster the worker of this test uses."""
+    return subprocess.run([current().command(argv[0]), *argv[1:]], capture_output=True,
+                          text=True, timeout=30, check=False)
+
+
+def pytest_generate_tests(metafunc):
+    if "slurm_release" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_slurm_clusters") is not None
+        releases = list(CLUSTERS) if both else ["22.05"]
+        metafunc.parametrize("slurm_release", releases, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def slurm_release(request):
+    """The Slurm release this test's worker and commands use."""
+    _CURRENT[0] = CLUSTERS[request.param]
+    yield request.param
+    _CURRENT[0] = CLUSTERS["22.05"]
 
 
 def _jobs_named(name: str) -> list[str]:
@@ -163,7 +205,7 @@ def slurm_job_state():
 
 
 @pytest.fixture(scope="session")
-def cluster() -> None:
+def cluster(slurm_release) -> None:
     """A cluster whose controller and node answer; else a skipped test that says how to start
     it. The tests never restart or reconfigure it: others use it too."""
     ping = slurm("scontrol", "ping")
@@ -174,7 +216,7 @@ def cluster() -> None:
         pytest.skip(
             "no usable Slurm cluster (scontrol ping / sinfo -p main): "
             f"{(ping.stdout + ping.stderr + nodes.stdout + nodes.stderr).strip()!r}. "
-            f"{START_ADVICE}")
+            f"Slurm {slurm_release}: {current().advice}")
     try:
         pwd.getpwnam(JOB_USER)
     except KeyError:
@@ -189,8 +231,11 @@ def slurm_job_user(cluster) -> pwd.struct_passwd:
 
 @pytest.fixture(scope="session")
 def slurm_worker(stack_env, control_plane, cluster):
-    """A worker of the slurm-main pool."""
-    worker = stack.pool_worker(stack_env, control_plane, POOL)
+    """A worker of the slurm-main pool, driving the commands of the test's Slurm release."""
+    env, run_dir = stack_env
+    if current().bin_dir:
+        env = {**env, "ORCH_SLURM_BIN_DIR": current().bin_dir}
+    worker = stack.pool_worker((env, run_dir), control_plane, POOL)
     yield worker
     worker.stop()
 

@@ -81,6 +81,9 @@ def beat(env, log_dir) -> Service:
 
 
 def worker(env, log_dir, pool: str = "local", name: str | None = None) -> Service:
+    """A worker of ``pool``, reaching the control plane's store (``ORCH_STORAGE_URL``, as
+    deploy/stack.sh gives it) for datasets and outputs."""
+    env = {**env, "ORCH_STORAGE_URL": env.get("ORCH_STORAGE_URL") or settings.DATA_STORAGE_URL}
     return parts.worker(as_role(env, f"pool.{pool}"), log_dir, pool, name=name)
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.processes import messaging
 from apps.processes.models import Process
@@ -62,8 +63,11 @@ def test_hello_docker_succeeds_with_its_logs(api, docker_run):
     assert len(process.handle) >= 12
 
 
-def test_python_pipeline_reads_its_config_and_succeeds(api, docker_run):
-    pid = docker_run("wordcount-docker", {"text": "to be or not to be", "top": 2})
+def test_python_pipeline_counts_the_words_of_a_dataset(api, docker_run, stack_env, settings):
+    settings.DATA_STORAGE_URL = stack_env[0]["ORCH_STORAGE_URL"]  # the workers' store
+    text = SimpleUploadedFile("hamlet.txt", b"to be or not to be\n")
+    dataset = api.post("/api/datasets/", {"file": text}, format="multipart").json()
+    pid = docker_run("wordcount-docker", {"input": dataset["id"], "top": 2})
     process = wait_for_end(pid)
     assert process.state == State.SUCCEEDED, process.message
     log = wait_for_log(api, pid, "}")
@@ -71,6 +75,10 @@ def test_python_pipeline_reads_its_config_and_succeeds(api, docker_run):
     assert result["words"] == 6
     assert result["distinct"] == 4
     assert result["top"] == [{"word": "to", "count": 2}, {"word": "be", "count": 2}]
+    outputs = {o["path"] for o in api.get(f"{PROCESSES}{pid}/outputs/").json()}
+    assert outputs == {"counts.json", "top.txt"}
+    top = b"".join(api.get(f"{PROCESSES}{pid}/outputs/top.txt").streaming_content)
+    assert top == b"2\tto\n2\tbe\n"
 
 
 def test_a_non_zero_exit_ends_failed_with_that_exit_code(api, docker_run):

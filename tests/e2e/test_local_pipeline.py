@@ -3,11 +3,13 @@ test process), RabbitMQ, the control consumer and beat, and a worker of the loca
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.processes import messaging
 from apps.processes.models import Process
@@ -30,8 +32,9 @@ def runner_alive(work_root: str, pid: str) -> bool:
     if not pid_file.exists():
         return False
     runner = int(pid_file.read_text().split()[0])
-    try:
-        return str(Path(work_root) / pid).encode() in Path(f"/proc/{runner}/cmdline").read_bytes()
+    run_dir = Path(work_root) / pid
+    try:  # a runner works in its run dir (the worker's starter forked it)
+        return os.readlink(f"/proc/{runner}/cwd") == os.path.realpath(run_dir)
     except OSError:
         return False
 
@@ -56,12 +59,18 @@ def test_a_failing_job_ends_failed_with_its_exit_code(api, run):
     assert "3" in process.message
 
 
-def test_real_work_on_a_file(api, run):
-    pid = run("checksum", {"path": "/etc/hostname", "top": 1})
+def test_real_work_on_a_dataset(api, run, stack_env, settings):
+    settings.DATA_STORAGE_URL = stack_env[0]["ORCH_STORAGE_URL"]  # the workers' store
+    data = b"the cat and the hat\n" * 10
+    dataset = api.post("/api/datasets/", {"file": SimpleUploadedFile("cat.txt", data)},
+                       format="multipart").json()
+    pid = run("checksum", {"input": dataset["id"], "top": 1})
     assert wait_for_end(pid).state == State.SUCCEEDED
     text = wait_until(lambda: api.get(f"{PROCESSES}{pid}/logs/").json()["text"], what="logs")
-    assert '"sha256"' in text
-    assert '"/etc/hostname"' in text
+    assert f'"sha256": "{hashlib.sha256(data).hexdigest()}"' in text
+    assert '"top_words": [\n    [\n      "the",\n      20\n    ]\n  ]' in text
+    outputs = api.get(f"{PROCESSES}{pid}/outputs/").json()
+    assert [o["path"] for o in outputs] == ["result.json"]
 
 
 def test_stop_of_a_running_job_ends_it_stopped(api, run, work_root):

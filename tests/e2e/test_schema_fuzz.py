@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 # Test cases per operation and phase: 100 made about 2,200 requests in a minute on two cores.
 MAX_EXAMPLES = os.environ.get("ORCH_FUZZ_MAX_EXAMPLES", "100")
-CHECKS = ",".join([
+# The checks are chosen in the config file, not with --checks: a check named on the command line
+# overrides every per-operation setting below.
+CHECKS = [
     "not_a_server_error",
     "status_code_conformance",
     "content_type_conformance",
@@ -39,8 +41,20 @@ CHECKS = ",".join([
     "negative_data_rejection",  # input the schema forbids is a 4xx
     "ignored_auth",  # an operation that needs a token refuses a request without one
     "unsupported_method",  # a method the schema does not list is a 405
-])
-FUZZ_TIMEOUT_S = 300
+]
+FUZZ_TIMEOUT_S = 600  # 33 operations; a busy 2-core machine took 267 s and more
+
+# A multipart body holds only strings and cannot hold an empty array: schemathesis's "description
+# became -371" sends the text "-371" and "became []" sends no description part at all, both valid
+# uploads, and it calls the 201 a negative case accepted. The upload's bad inputs are tested one by
+# one in tests/test_datasets.py.
+CHECKS_ON = "".join(f"{name}.enabled = true\n" for name in CHECKS)
+CONFIG = "[checks]\nenabled = false\n" + CHECKS_ON + """
+[[operations]]
+include-path = "/api/datasets/"
+include-method = "POST"
+checks.negative_data_rejection.enabled = false
+"""
 
 
 def free_port() -> int:
@@ -62,8 +76,11 @@ def web(stack_env, control_plane, pipelines):
     env, run_dir = stack_env
     port = free_port()
     access_log = run_dir / f"web-fuzz-{port}.access.log"
+    # No request-line limit: a generated query of 8 KB is refused by gunicorn with an HTML
+    # 414 before Django sees it; here Django answers it, as the schema says.
     server = parts.web({**env, "DEBUG": "false"}, run_dir, port, name=f"web-fuzz-{port}",
-                       workers=2, threads=4, access_log=access_log).start()
+                       workers=2, threads=4, access_log=access_log,
+                       limit_request_line=0).start()
     url = f"http://127.0.0.1:{port}"
     try:
         # A 503 until the control consumer and the beat have sent their first heartbeats.
@@ -95,9 +112,11 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
         web, fuzz_token, tmp_path, capsys):
     url, access_log = web
     answered_before = len(access_log.read_text().splitlines())
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
     done = subprocess.run([
-        sys.executable, "-m", "schemathesis.cli", "run", f"{url}/api/schema/",
-        "--checks", CHECKS,
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
+        "run", f"{url}/api/schema/",
         "--header", f"Authorization: Bearer {fuzz_token}",
         "--max-examples", MAX_EXAMPLES,
         # One worker: hypothesis parses lambdas' source with ast, which Python 3.11 can get

@@ -1,11 +1,13 @@
 """Slurm pipelines end to end, as a client sees them, through real processes: the API (in the
 test process), RabbitMQ, the control consumer and beat, a worker of the slurm-main pool
-(sbatch, squeue, scancel, sacct) and the Slurm cluster of deploy/slurm-cluster.sh.
+(sbatch, squeue, scancel, sacct) and the Slurm cluster of deploy/slurm-cluster.sh; the tests
+marked both_slurm_clusters run again on 24.11's (deploy/slurm24-cluster.sh).
 
 After every test, every Slurm job of its processes is cancelled (see slurm_run)."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -28,6 +30,7 @@ pytest_plugins = ["tests.e2e.slurm_fixtures"]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
+@pytest.mark.both_slurm_clusters
 def test_hello_slurm_succeeds_with_its_logs(api, slurm_run, jobs_named):
     pid = slurm_run("hello-slurm", {"name": "cluster"})
     process = wait_for_end(pid)
@@ -46,6 +49,7 @@ def test_hello_slurm_succeeds_with_its_logs(api, slurm_run, jobs_named):
     assert jobs_named(f"orch-{pid}") == [job_id]
 
 
+@pytest.mark.both_slurm_clusters
 def test_a_non_zero_exit_ends_failed_with_that_exit_code(api, slurm_run):
     pid = slurm_run("e2e-exit-slurm", {"exit_code": 3})
     process = wait_for_end(pid)
@@ -58,6 +62,7 @@ def test_a_non_zero_exit_ends_failed_with_that_exit_code(api, slurm_run):
     assert "exiting with 3" in wait_for_log(api, pid, "exiting with")
 
 
+@pytest.mark.both_slurm_clusters
 def test_stop_of_a_running_job_ends_it_stopped(api, slurm_run, slurm_job_state):
     pid = slurm_run("e2e-sleep-slurm", {"seconds": 300})
     wait_for_state(pid, State.RUNNING)
@@ -135,3 +140,43 @@ def test_hostile_config_values_stay_literal_data(api, slurm_run):
     assert f"<<<\n{text}\n>>>" in log
     assert not marker.exists()
     assert api.get(f"{PROCESSES}{pid}/").json()["used_config"] == {"text": text}
+
+
+def test_a_runs_sbatch_options_reach_its_slurm_job(api, slurm_run, slurm_pipelines_dir):
+    slurm_run("e2e-options-slurm")  # loads the test pipelines; a run with the file's options
+    body = {"pipeline": "e2e-options-slurm",
+            "sbatch": {"constraint": "orch&loopback", "ntasks": 2, "mail_type": ["END"],
+                       "mail_user": "ada@lab.example.org"}}
+    response = api.post(PROCESSES, body, format="json")
+    assert response.status_code == 201, response.content
+    pid = response.json()["id"]
+    process = wait_for_end(pid)
+    assert process.state == State.SUCCEEDED, process.message
+    assert "tasks=2 cwd=" in wait_for_log(api, pid, "tasks=")
+    job = subprocess.run(["scontrol", "show", "job", process.handle.split(":")[0]],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    for shown in ("Features=orch&loopback", "NumTasks=2", "MailUser=ada@lab.example.org",
+                  "MailType=END"):
+        assert shown in job, job
+    refused = api.post(PROCESSES, {**body, "sbatch": {"ntasks": 3}}, format="json")
+    assert refused.status_code == 400
+    assert "sbatch.ntasks: 3 is more than the 2 allowed" in " ".join(
+        refused.json()["fields"]["sbatch"])
+
+
+@pytest.mark.both_slurm_clusters
+def test_health_shows_the_pools_cluster_as_its_worker_sees_it(api, slurm_run):
+    """Once a run brought the pool's settings, the worker's heartbeat says its cluster answers
+    (scontrol ping of its release)."""
+    wait_for_end(slurm_run("e2e-exit-slurm", {"exit_code": 0}))
+
+    def reported():
+        pool = api.get("/api/health/").json().get("pools", {}).get("slurm-main", {})
+        return pool.get("cluster")
+
+    cluster = wait_until(reported, 60)
+    assert cluster["reachable"] is True, cluster
+    assert cluster["rest_api_version"] is None  # the sbatch target speaks no REST
+    pools = {p["name"]: p for p in api.get("/api/pools/").json()}
+    assert pools["slurm-main"]["status"] == "up"
+    assert pools["slurm-main"]["cluster"]["reachable"] is True

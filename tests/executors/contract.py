@@ -13,6 +13,7 @@ Each test talks to the real target through the executor's public methods only.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -77,6 +78,25 @@ class ExecutorContract:
         second = executor.submit(spec)
         assert second.handle == first.handle
         executor.cancel(first.handle)
+
+    def test_a_retry_is_a_job_of_its_own_found_by_its_attempts_name(self, executor,
+                                                                     make_spec):
+        """Attempt 2 of a process whose first job ran and was released: submission finds
+        nothing of attempt 1 (a new job starts), twice gives one job, and its events name
+        their attempt."""
+        first = make_spec("ok")
+        handle = executor.submit(first).handle
+        events = poll_until(executor, item_for(first, handle), ended)
+        assert events[-1].attempt == 1
+        executor.release(handle)
+        second = replace(first, attempt=2)
+        retried = executor.submit(second)
+        assert retried.handle != handle
+        assert executor.submit(second).handle == retried.handle
+        events = poll_until(executor, item_for(second, retried.handle, attempt=2), ended)
+        assert events[-1].state == State.SUCCEEDED
+        assert {e.attempt for e in events} == {2}
+        assert f"hello from {first.process_id}" in full_log(events)
 
     def test_stop_requested_in_a_poll_stops_a_running_job(self, executor, make_spec):
         spec = make_spec("sleep")

@@ -1,7 +1,8 @@
 """What both Slurm targets (sbatch and slurmrestd) must do, written once: the shared executor
 contract plus Slurm's own rules (scancel, config as data, reused job ids, time limits), and the
-helpers both test modules use. A module subclasses :class:`SlurmContract` and provides the
-``executor``, ``make_spec`` and ``timed_out_job`` fixtures (see tests/executors/contract.py).
+helpers both test modules use. A module subclasses :class:`SlurmContract` (and
+:class:`SlurmTimeLimit`) and provides the ``executor``, ``make_spec`` and ``timed_out_job``
+fixtures (see tests/executors/contract.py).
 
 Jobs run as the unprivileged user ``deploy/slurm-cluster.sh`` creates (``ORCH_SLURM_USER``,
 orch-slurm), never as root: their run dirs live under :func:`reachable_dir` roots, since
@@ -20,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from tests.executors.data_jobs import check_data_round_trip, data_spec, put_dataset
 from workers.contract import JobSpec, Resources, State
 from workers.secrets import seal
 
@@ -36,9 +39,59 @@ COMMANDS = {
     "sleep": ["sleep", "60"],
     "config": ["sh", "-c", 'cat "$ORCH_CONFIG_FILE"'],
 }
-START_ADVICE = 'start it first, as root: eval "$(deploy/slurm-cluster.sh start)"'
 ROOT = Path(__file__).resolve().parents[2]
 JOB_USER = os.environ.get("ORCH_SLURM_USER") or "orch-slurm"  # what the deploy script creates
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One of the real clusters the Slurm tests run on, as its deploy script prints it."""
+
+    release: str
+    script: str  # the deploy script that starts it
+    url: str  # slurmrestd
+    token_file: str  # the jobs' user's token
+    rest_api_version: str  # what the executor must choose there
+    bin_dir: str | None = None  # its commands; None: the host's, on PATH
+    # The API versions its slurmrestd serves that the worker speaks, oldest first.
+    rest_api_versions: tuple[str, ...] = ()
+
+    @property
+    def advice(self) -> str:
+        return f'start it first, as root: eval "$({self.script} start)"'
+
+    def command(self, name: str) -> str:
+        return os.path.join(self.bin_dir, name) if self.bin_dir else name
+
+
+CLUSTERS = {
+    "22.05": Cluster(
+        "22.05", "deploy/slurm-cluster.sh",
+        os.environ.get("ORCH_SLURMRESTD_URL") or "http://127.0.0.1:6820",
+        os.environ.get("ORCH_SLURM_TOKEN_FILE") or str(ROOT / "var/slurm/orch-slurm.jwt"),
+        "v0.0.38", rest_api_versions=("v0.0.38",)),
+    "24.11": Cluster(
+        "24.11", "deploy/slurm24-cluster.sh",
+        os.environ.get("ORCH_SLURM24_RESTD_URL") or "http://127.0.0.1:6829",
+        os.environ.get("ORCH_SLURM24_TOKEN_FILE") or str(ROOT / "var/slurm24/run/orch-slurm.jwt"),
+        "v0.0.42",
+        os.environ.get("ORCH_SLURM24_BIN_DIR") or str(ROOT / "var/slurm24/bin"),
+        ("v0.0.40", "v0.0.41", "v0.0.42")),
+}
+# The cluster the tests of the running module use: set by the slurm_cluster fixture
+# (tests/executors/conftest.py), which runs each module's tests on one cluster, then the other.
+_CURRENT = [CLUSTERS["22.05"]]
+
+
+def current() -> Cluster:
+    return _CURRENT[0]
+
+
+def use(cluster: Cluster) -> None:
+    _CURRENT[0] = cluster
+
+
+START_ADVICE = CLUSTERS["22.05"].advice
 
 
 def job_uid() -> int:
@@ -62,22 +115,25 @@ def reachable_dir(mode: int = 0o755):
 
 
 def slurm(*argv: str) -> subprocess.CompletedProcess:
-    """A Slurm command of the test itself (not of the executor under test)."""
+    """A Slurm command of the test itself (not of the executor under test), on the current
+    cluster."""
+    argv = (current().command(argv[0]), *argv[1:])
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
 def require_cluster() -> None:
     """Skip with advice when the cluster does not answer (a failure in CI: tests/conftest.py)."""
+    advice = f"Slurm {current().release}: {current().advice}"
     try:
         ping = slurm("scontrol", "ping")
     except FileNotFoundError:
-        pytest.skip(f"Slurm is not installed on this machine: {START_ADVICE}")
+        pytest.skip(f"Slurm is not installed on this machine: {advice}")
     if ping.returncode != 0 or "is UP" not in ping.stdout:
         pytest.skip(f"slurmctld does not answer ({(ping.stdout + ping.stderr).strip()}): "
-                    f"{START_ADVICE}")
+                    f"{advice}")
     states = slurm("sinfo", "-h", "-o", "%t").stdout.split()
     if not any(s in ("idle", "mix", "alloc", "comp") for s in states):
-        pytest.skip(f"no Slurm node is up (sinfo says {states}): {START_ADVICE}")
+        pytest.skip(f"no Slurm node is up (sinfo says {states}): {advice}")
 
 
 def cancel_named(names: set[str]) -> None:
@@ -191,6 +247,17 @@ class SlurmContract(ExecutorContract):
         for path in work_dir.rglob("*"):
             assert not path.is_file() or value.encode() not in path.read_bytes(), path
 
+    def test_a_job_reads_its_dataset_read_only_and_its_outputs_are_stored(
+            self, executor, make_spec, tmp_path, monkeypatch):
+        """Staged by the worker on the submission node into the run dir on the shared file
+        system; the job runs as the pool's user, who may read the input and nothing more."""
+        store, key = put_dataset(tmp_path / "store", monkeypatch)
+        spec = data_spec(make_spec, "python3", key)
+        run_dir = executor.work_dir(spec.process_id)
+        result = check_data_round_trip(executor, spec, store, str(run_dir / "inputs"))
+        assert result["mode"] == "0o444"
+        assert not (run_dir / "outputs").exists()  # released after
+
     def test_scancel_stops_the_job(self, executor, make_spec):
         spec = make_spec("sleep")
         sub = executor.submit(spec)
@@ -263,6 +330,12 @@ class SlurmContract(ExecutorContract):
             assert state in ("PENDING", "RUNNING")  # the stranger's job was left alone
         finally:
             slurm("scancel", job_id)
+
+
+class SlurmTimeLimit:
+    """A job over its time limit, which Slurm needs about 85 s to end (limits count in minutes,
+    checked every 30 s): the module's ``timed_out_job`` fixture submits it as the module
+    starts, and this test, last in the module, waits for it."""
 
     def test_time_limit_fails_the_job_with_the_reason(self, timed_out_job):
         executor, spec, sub = timed_out_job

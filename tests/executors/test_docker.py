@@ -19,6 +19,7 @@ from docker.errors import NotFound
 
 import workers.executors.docker.executor as docker_module
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from tests.executors.data_jobs import check_data_round_trip, data_spec, put_dataset
 from tests.executors.docker_engine import BUSYBOX, PYTHON, force_remove, usable_engine
 from workers.contract import JobSpec, PollItem, Resources, State
 from workers.executors.base import ExecutorError
@@ -461,3 +462,151 @@ def test_a_listing_podman_trips_over_an_exiting_container_is_asked_again(
     events = poll_until(executor, item_for(spec, executor.submit(spec).handle), ended)
     assert tripped
     assert events[-1].state == State.SUCCEEDED
+
+
+# --- GPUs ---------------------------------------------------------------------------------------
+
+GPU_ENV = 'echo "NVIDIA=$NVIDIA_VISIBLE_DEVICES"; echo "HELD=$ORCH_GPU_DEVICES"'
+
+
+def test_a_job_gets_exactly_the_gpu_devices_admission_gave_it(executor, make_spec, engine,
+                                                               monkeypatch):
+    """Podman takes no GPU device request (its engine drops it): what the container is asked
+    for is read from the create call, what it is given from the engine and the job itself.
+    The job's own env cannot widen its devices."""
+    asked = []
+    create = executor.engine.create
+    monkeypatch.setattr(executor.engine, "create",
+                        lambda request: asked.append(request) or create(request))
+    spec = make_spec("gpu", command=["sh", "-c", GPU_ENV], gpu_devices=["1"],
+                     resources=Resources(gpus=1), env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    sub, _item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED, full_log(events)
+    assert log_lines(events) == ["NVIDIA=1", "HELD=1"]
+    [request] = asked
+    assert request["host_config"]["DeviceRequests"] == [
+        {"Driver": "", "Count": 0, "DeviceIDs": ["1"], "Capabilities": [["gpu"]],
+         "Options": {}}]
+    given = inspect(engine, sub.handle)["Config"]["Env"]
+    assert "NVIDIA_VISIBLE_DEVICES=1" in given
+    assert "ORCH_GPU_DEVICES=1" in given
+
+
+def test_a_job_that_asks_no_gpu_is_given_none(executor, make_spec):
+    """On a host whose default runtime is nvidia, a CUDA image says NVIDIA_VISIBLE_DEVICES=all:
+    a job that asks no GPU must not see another job's devices."""
+    spec = make_spec("cpu", command=["sh", "-c", GPU_ENV], env={"NVIDIA_VISIBLE_DEVICES": "all"})
+    _sub, _item, events = run_to_end(executor, spec)
+    assert events[-1].state == State.SUCCEEDED, full_log(events)
+    assert log_lines(events) == ["NVIDIA=void", "HELD="]
+
+
+def test_a_job_reads_its_dataset_read_only_and_its_outputs_are_stored(
+        executor, make_spec, tmp_path, monkeypatch):
+    store, key = put_dataset(tmp_path / "store", monkeypatch)
+    spec = data_spec(make_spec, "python3", key, image=PYTHON)
+    result = check_data_round_trip(executor, spec, store, "/orch/inputs")
+    assert result["mode"] == "0o444"
+    assert not (tmp_path / spec.process_id / "outputs").exists()  # released after
+
+
+def count_engine_calls(executor):
+    """A Counter of the engine API calls the executor makes from now on, by kind."""
+    from collections import Counter
+
+    calls: Counter[str] = Counter()
+
+    def hook(response, *args, **kwargs):
+        path = response.request.path_url.split("?")[0]
+        calls["logs" if path.endswith("/logs") else "list" if path.endswith("/json")
+              else path.rsplit("/", 1)[-1]] += 1
+
+    executor.client.api.hooks["response"].append(hook)
+    return calls
+
+
+def shipped(items, events):
+    """The poll items of the next round, as the control plane makes them from ``events``."""
+    for item, event in zip(items, events, strict=True):
+        if event.log_end is not None:
+            item.log_offset = event.log_end
+        if event.log_cursor:
+            item.log_cursor = event.log_cursor
+    return items
+
+
+# Prints a line, then another once the file ``go`` appears in its work dir, then idles.
+WAITS_FOR_GO = ["sh", "-c", "echo started; while [ ! -e go ]; do sleep 0.2; done; "
+                            "echo went; sleep 600"]
+
+
+def printed(executor, specs, timeout=30.0):
+    """Wait until every container of ``specs`` has written to its log file."""
+    from workers.executors.docker import log_reads
+
+    deadline = time.monotonic() + timeout
+    while not all(log_reads.log_size(executor.run_dir(s.process_id)) for s in specs):
+        assert time.monotonic() < deadline, "the containers printed nothing"
+        time.sleep(0.1)
+
+
+def test_submit_reports_running_at_the_containers_own_start(executor, make_spec, engine):
+    before = time.time()
+    sub = executor.submit(make_spec("sleep"))
+    assert sub.state == State.RUNNING
+    started = inspect(engine, sub.handle)["State"]["StartedAt"]
+    assert before <= sub.started_at <= time.time()
+    assert time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sub.started_at)) == started[:19]
+
+
+def test_a_poll_reads_only_the_logs_that_grew(executor, make_spec):
+    specs = [make_spec("waits", command=WAITS_FOR_GO) for _ in range(50)]
+    with ThreadPoolExecutor(8) as threads:
+        handles = list(threads.map(lambda s: executor.submit(s).handle, specs))
+    items = [item_for(s, h) for s, h in zip(specs, handles, strict=True)]
+    printed(executor, specs)
+    events = executor.poll(items)
+    assert all(e.log == "started\n" for e in events), [e.log for e in events]
+    items = shipped(items, events)
+
+    calls = count_engine_calls(executor)
+    events = executor.poll(items)
+    assert calls["logs"] == 0  # nothing grew: one list call, no log read
+    assert calls["list"] == 1
+    assert all(e.state == State.RUNNING and not e.log for e in events)
+
+    grown = {0, 17, 42}
+    for n in grown:
+        (executor.run_dir(specs[n].process_id) / "work" / "go").touch()
+    deadline = time.monotonic() + 20
+    while True:
+        calls.clear()
+        events = executor.poll(items)
+        items = shipped(items, events)
+        if all("went" in events[n].log for n in grown) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert calls["logs"] <= len(grown)
+    assert {n for n, e in enumerate(events) if e.log} == grown
+
+
+def test_logs_out_of_reach_are_read_in_turns_of_the_pools_budget(pool, tmp_path, make_spec):
+    """Without the log files (an engine on another host), ``log_reads_per_poll`` running
+    containers are read per poll, in turns that reach every one."""
+    executor = DockerExecutor(pool, {"work_root": str(tmp_path), "network": "none",
+                                     "log_reads_per_poll": 4})
+    specs = [make_spec("waits", command=WAITS_FOR_GO) for _ in range(10)]
+    handles = [executor.submit(s).handle for s in specs]
+    printed(executor, specs)
+    for spec in specs:
+        (executor.run_dir(spec.process_id) / "log_path").unlink()
+    items = [item_for(s, h) for s, h in zip(specs, handles, strict=True)]
+    calls = count_engine_calls(executor)
+    read: set[int] = set()
+    for _ in range(3):
+        calls.clear()
+        events = executor.poll(items)
+        assert calls["logs"] <= 4
+        read |= {n for n, e in enumerate(events) if e.log}
+        items = shipped(items, events)
+    assert read == set(range(10))

@@ -7,8 +7,10 @@ through boto3 exactly as it talks to AWS. Each test says what ECS would do; the 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import stat
 import uuid
 from collections import Counter
 from contextlib import contextmanager
@@ -457,3 +459,116 @@ def test_the_example_pipeline_runs_on_the_example_pool(emulator):
     events = poll_until(executor, item_for(spec, sub.handle), ended, timeout=60)
     assert events[-1].state == State.SUCCEEDED
     assert describe(emulator, sub.handle)["capacityProviderName"] == "FARGATE_SPOT"
+
+
+# --- datasets in, outputs out, through S3 ---------------------------------------------------
+
+
+def test_data_is_staged_through_s3_by_the_task_definitions_stage_containers(
+        emulator, make_spec, monkeypatch, tmp_path):
+    """The task definition's shape (volumes, the stage containers, their order), the run's
+    overrides, and, with the stagers run here against the bucket as the task would run them
+    (the emulator runs no containers), the outputs the poll reads back from S3."""
+    dataset = b"one fish two fish\n" * 100
+    monkeypatch.setenv("ORCH_S3_ENDPOINT_URL", emulator.url)
+    monkeypatch.setenv("ORCH_STORAGE_URL", "s3://orch-data/store")
+    s3 = emulator.client("s3")
+    s3.create_bucket(Bucket="orch-data", CreateBucketConfiguration={
+        "LocationConstraint": emulator.region})
+    s3.put_object(Bucket="orch-data", Key="store/datasets/d1", Body=dataset)
+    executor = EcsExecutor(POOL, settings_for(emulator, stage_image="orchestration/worker:1"))
+    spec = make_spec("ok", config={"input": "d1", "n": 1})
+    spec.inputs = [{"pointer": "/input", "name": "input.txt", "dataset": "d1",
+                    "key": "datasets/d1", "size": len(dataset),
+                    "sha256": hashlib.sha256(dataset).hexdigest(), "url": ""}]
+    spec.outputs = {"prefix": f"outputs/{spec.process_id}/", "max_bytes": 1000,
+                    "upload_url": ""}
+    sub = executor.submit(spec)
+
+    task = describe(emulator, sub.handle)
+    definition = emulator.client("ecs").describe_task_definition(
+        taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
+    containers = {c["name"]: c for c in definition["containerDefinitions"]}
+    assert [v["name"] for v in definition["volumes"]] == ["orch-inputs", "orch-outputs"]
+    main, stage_in, stage_out = containers["main"], containers["orch-stage-in"], \
+        containers["orch-stage-out"]
+    assert {(m["containerPath"], m["readOnly"]) for m in main["mountPoints"]} == {
+        ("/orch/inputs", True), ("/orch/outputs", False)}
+    assert main["dependsOn"] == [{"containerName": "orch-stage-in", "condition": "SUCCESS"}]
+    assert stage_out["dependsOn"] == [{"containerName": "main", "condition": "COMPLETE"}]
+    assert (main["essential"], stage_in["essential"], stage_out["essential"]) == (
+        False, False, True)
+    assert stage_in["image"] == stage_out["image"] == "orchestration/worker:1"
+    assert stage_in["command"][-1] == "in"
+    assert stage_out["command"][-1] == "out"
+
+    overrides = {c["name"]: {e["name"]: e["value"] for e in c.get("environment") or []}
+                 for c in task["overrides"]["containerOverrides"]}
+    job_env = overrides["main"]
+    assert json.loads(job_env["ORCH_CONFIG"]) == {"input": "/orch/inputs/input.txt", "n": 1}
+    assert (job_env["ORCH_INPUT_DIR"], job_env["ORCH_OUTPUT_DIR"]) == (
+        "/orch/inputs", "/orch/outputs")
+
+    # The task's life, its stagers run here with the environment ECS would give them.
+    from workers import ecs_stage
+
+    inputs_dir, outputs_dir = tmp_path / "inputs", tmp_path / "outputs"
+    inputs_dir.mkdir()
+    outputs_dir.mkdir()
+    with monkeypatch.context() as env:
+        for key, value in overrides["orch-stage-in"].items():
+            env.setenv(key, value)
+        ecs_stage.stage_in(inputs_dir, outputs_dir)
+    assert (inputs_dir / "input.txt").read_bytes() == dataset
+    assert stat.S_IMODE((inputs_dir / "input.txt").stat().st_mode) == 0o444
+    assert stat.S_IMODE(inputs_dir.stat().st_mode) == 0o555
+    result = {"sha256": hashlib.sha256((inputs_dir / "input.txt").read_bytes()).hexdigest()}
+    (outputs_dir / "result.json").write_text(json.dumps(result))
+    (outputs_dir / "sub dir").mkdir()
+    (outputs_dir / "sub dir" / "big.bin").write_bytes(b"x" * 2000)  # over the cap of 1000
+    with monkeypatch.context() as env:
+        for key, value in overrides["orch-stage-out"].items():
+            env.setenv(key, value)
+        assert ecs_stage.stage_out(outputs_dir) == 0
+
+    events = poll_until(executor, item_for(spec, sub.handle), ended)
+    last = events[-1]
+    assert last.state == State.SUCCEEDED
+    body = json.dumps(result).encode()
+    assert last.outputs == [{"path": "result.json", "size": len(body),
+                             "sha256": hashlib.sha256(body).hexdigest(),
+                             "key": f"outputs/{spec.process_id}/result.json"}]
+    assert "sub dir/big.bin (2000 bytes, over the cap of 1000 bytes in all)" in last.message
+    keys = [o["Key"] for o in s3.list_objects_v2(
+        Bucket="orch-data", Prefix=f"store/outputs/{spec.process_id}/")["Contents"]]
+    assert keys == [f"store/outputs/{spec.process_id}/result.json"]  # over the cap: removed
+
+
+def test_a_job_reading_a_dataset_on_a_pool_without_a_bucket_or_stage_image_is_refused(
+        emulator, executor, make_spec, monkeypatch, tmp_path):
+    spec = make_spec("ok")
+    spec.outputs = {"prefix": f"outputs/{spec.process_id}/", "max_bytes": 10, "upload_url": ""}
+    spec.inputs = [{"pointer": "/input", "name": "input", "dataset": "d1",
+                    "key": "datasets/d1", "size": 1, "sha256": "0" * 64}]
+    spec.config = {"input": "d1"}
+    monkeypatch.setenv("ORCH_STORAGE_URL", f"file://{tmp_path}")
+    with pytest.raises(ExecutorError, match="ORCH_STORAGE_URL must be s3") as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    monkeypatch.setenv("ORCH_STORAGE_URL", "s3://orch-data/store")
+    with pytest.raises(ExecutorError, match=r"settings\.stage_image") as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    assert tasks_of(emulator, spec) == []
+
+
+def test_a_job_reading_no_dataset_runs_on_a_pool_without_stage_image_keeping_no_outputs(
+        emulator, executor, make_spec, monkeypatch, tmp_path):
+    """Every job is given an output dir; a pool that has no stage image cannot bring one
+    back from a task, and runs its jobs as before rather than refusing them all."""
+    spec = make_spec("ok")
+    spec.outputs = {"prefix": f"outputs/{spec.process_id}/", "max_bytes": 10, "upload_url": ""}
+    monkeypatch.setenv("ORCH_STORAGE_URL", f"file://{tmp_path}")
+    submission = executor.submit(spec)
+    assert submission.handle
+    assert len(tasks_of(emulator, spec)) == 1

@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from tests.executors.contract import ExecutorContract, ended, full_log, item_for, poll_until
+from tests.executors.data_jobs import DATASET, check_data_round_trip, data_spec, put_dataset
 from tests.work_roots import reachable_work_root
 from workers.contract import JobSpec, Resources, State
 from workers.executors.base import ExecutorError
@@ -166,3 +167,80 @@ def test_a_pool_cannot_make_root_or_system_users_its_jobs_users(settings, named)
 def test_a_pool_may_name_who_its_jobs_run_as():
     for user in ("dynamic", "worker", "orch-jobs", "2000", "2000:2000"):
         assert settings_errors("local", {"job_user": user, "job_uids": "100000-165535"}) == []
+
+
+def test_a_job_reads_its_dataset_read_only_and_its_outputs_are_stored(
+        executor, make_spec, work_root, tmp_path, monkeypatch):
+    store, key = put_dataset(tmp_path / "store", monkeypatch)
+    spec = data_spec(make_spec, PYTHON, key)
+    inputs = str(work_root / spec.process_id / "inputs")
+    check_data_round_trip(executor, spec, store, inputs)
+    assert not (work_root / spec.process_id / "outputs").exists()  # released after
+    assert not (work_root / spec.process_id / "inputs").exists()
+
+
+def test_keep_work_dir_keeps_the_inputs_and_outputs_once_they_are_stored(
+        make_spec, work_root, tmp_path, monkeypatch):
+    executor = LocalExecutor("local", {"work_root": str(work_root), "keep_work_dir": True})
+    store, key = put_dataset(tmp_path / "store", monkeypatch)
+    spec = data_spec(make_spec, PYTHON, key)
+    sub = executor.submit(spec)
+    last = poll_until(executor, item_for(spec, sub.handle), ended)[-1]
+    assert last.state == State.SUCCEEDED
+    assert store.stat(f"outputs/{spec.process_id}/result.json") is not None
+    executor.release(sub.handle)
+    run_dir = work_root / spec.process_id
+    assert (run_dir / "outputs" / "result.json").is_file()
+    assert (run_dir / "inputs" / "input.txt").read_bytes() == DATASET
+
+
+def test_jobs_start_through_one_starter_and_a_dead_starter_is_replaced(executor, make_spec):
+    """No Python interpreter starts per job: every runner is a fork of the worker's one
+    starter (same program); a starter that died is replaced by the next job's start."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from workers.executors import local_starter
+
+    def runner_and_starter(spec, handle):
+        runner_pid = int((executor.work_dir(handle) / "pid").read_text().split()[0])
+        starter = local_starter._starter._process
+        return Path(f"/proc/{runner_pid}/cmdline").read_bytes(), starter
+
+    specs = [make_spec("sleep") for _ in range(3)]
+    first, second = (executor.submit(spec).handle for spec in specs[:2])
+    first_cmdline, starter = runner_and_starter(specs[0], first)
+    second_cmdline, same_starter = runner_and_starter(specs[1], second)
+    assert starter is same_starter
+    assert b"local_starter" in first_cmdline
+    assert first_cmdline == second_cmdline
+    assert b"local_runner" not in first_cmdline  # not an interpreter of its own
+    os.kill(starter.pid, signal.SIGKILL)
+    starter.wait()
+    third = executor.submit(specs[2]).handle
+    (event,) = executor.poll([item_for(specs[2], third)])
+    assert event.state == State.RUNNING
+    assert local_starter._starter._process.pid != starter.pid
+    for spec, handle in zip(specs, (first, second, third), strict=True):
+        (event,) = executor.poll([item_for(spec, handle)])
+        assert event.state == State.RUNNING  # the starter's death ended no job
+        executor.cancel(handle)
+
+
+def test_a_job_under_a_work_root_reached_through_a_link_is_seen_running(work_root, make_spec):
+    """The runner is told by its working directory, which the kernel shows with links
+    resolved."""
+    import os
+
+    link = work_root.parent / f"{work_root.name}-link"
+    os.symlink(work_root, link)
+    try:
+        executor = LocalExecutor("local", {"work_root": str(link)})
+        spec = make_spec("sleep")
+        handle = executor.submit(spec).handle
+        (event,) = executor.poll([item_for(spec, handle)])
+        assert event.state == State.RUNNING, event.message
+        executor.cancel(handle)
+    finally:
+        link.unlink()

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -26,9 +25,10 @@ from tests.executors.contract import ended, full_log, item_for, poll_until
 from tests.executors.slurm_contract import (
     JOB_USER,
     ROOT,
-    START_ADVICE,
     SlurmContract,
+    SlurmTimeLimit,
     cancel_named,
+    current,
     new_spec,
     over_its_time_limit,
     reachable_dir,
@@ -37,13 +37,14 @@ from tests.executors.slurm_contract import (
     slurm,
 )
 from workers.contract import State
+from workers.executors import get_executor
 from workers.executors.base import ExecutorError
+from workers.executors.slurm import rest, rest_versions
 from workers.executors.slurm.rest import RestError, SlurmRestExecutor
+from workers.heartbeat import ClusterCheck
 from workers.pool_settings import settings_errors
 
-URL = "http://127.0.0.1:6820"
-# What `deploy/slurm-cluster.sh start` writes (and prints as ORCH_SLURM_TOKEN_FILE).
-TOKEN_FILE = os.environ.get("ORCH_SLURM_TOKEN_FILE") or str(ROOT / "var/slurm/orch-slurm.jwt")
+both_clusters = pytest.mark.both_slurm_clusters
 
 
 class RequestLog:
@@ -72,19 +73,21 @@ def no_jobs_listed(method, path):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def cluster():
+def cluster(slurm_cluster):
     require_cluster()
+    url, advice = slurm_cluster.url, slurm_cluster.advice
     try:
-        requests.get(f"{URL}/openapi/v3", timeout=5)
+        requests.get(f"{url}/openapi/v3", timeout=5)
     except requests.RequestException as exc:
-        pytest.skip(f"slurmrestd does not answer on {URL} ({exc}): {START_ADVICE}")
-    if not Path(TOKEN_FILE).is_file():
-        pytest.skip(f"no token for {JOB_USER} at {TOKEN_FILE}: {START_ADVICE}")
+        pytest.skip(f"slurmrestd does not answer on {url} ({exc}): {advice}")
+    if not Path(slurm_cluster.token_file).is_file():
+        pytest.skip(f"no token for {JOB_USER} at {slurm_cluster.token_file}: {advice}")
+    return slurm_cluster
 
 
 def rest_executor(root, **settings) -> SlurmRestExecutor:
-    settings = {"url": URL, "token_file": TOKEN_FILE, "user": JOB_USER, "partition": "main",
-                "work_root": str(root), **settings}
+    settings = {"url": current().url, "token_file": current().token_file, "user": JOB_USER,
+                "partition": "main", "work_root": str(root), **settings}
     return SlurmRestExecutor("slurm-rest-test", settings)
 
 
@@ -151,6 +154,51 @@ def timed_out_job(cluster):
         cancel_named({spec.job_name})
 
 
+@both_clusters
+def test_the_newest_version_both_know_is_spoken(cluster, work_root):
+    """Read from what the daemon serves, not assumed: v0.0.38 from 22.05, v0.0.42 from 24.11."""
+    executor = rest_executor(work_root)
+    served = executor.served_versions()
+    assert executor.version.name == cluster.rest_api_version == max(
+        (v for v in served if v in rest_versions.VERSIONS), key=rest_versions.version_key)
+    health = executor.cluster_health()
+    assert health["reachable"] is True
+    assert health["rest_api_version"] == cluster.rest_api_version
+
+
+@both_clusters
+def test_the_heartbeat_reports_the_cluster_and_the_version_in_use(cluster, work_root):
+    """With the settings of the pool's last message, in a thread of its own."""
+    never = ClusterCheck("slurm-rest-never-messaged", "slurm_rest")
+    assert never() is None  # no settings yet: nothing is guessed, nothing asked
+    assert never.running is None
+    settings = rest_executor(work_root).settings
+    get_executor("slurm_rest", "slurm-rest-beat", settings)  # a message of the pool came in
+    check = ClusterCheck("slurm-rest-beat", "slurm_rest")
+    assert check() is None  # asked in the background: the beat does not wait
+    assert check.running is not None
+    check.running.join(60)
+    assert check()["reachable"] is True
+    assert check()["rest_api_version"] == cluster.rest_api_version
+
+
+@both_clusters
+def test_a_pinned_version_the_daemon_does_not_serve_fails_every_submission(make_spec, work_root):
+    served = rest_executor(work_root).served_versions()
+    pinned = next(v for v in rest_versions.VERSIONS if v not in served)
+    executor = rest_executor(work_root, api_version=pinned)
+    spec = make_spec("ok")
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    assert f"pins {pinned}, but slurmrestd serves {', '.join(served)}" in str(raised.value)
+    assert slurm("squeue", "-h", f"--name={spec.job_name}", "-o", "%i").stdout.strip() == ""
+    health = executor.cluster_health()
+    assert health["reachable"] is False
+    assert f"serves {', '.join(served)}" in health["detail"]
+
+
+@both_clusters
 def test_one_request_answers_for_many_jobs(executor, make_spec, monkeypatch):
     specs = [make_spec("sleep") for _ in range(20)]
     items = [item_for(s, executor.submit(s).handle) for s in specs]
@@ -160,6 +208,7 @@ def test_one_request_answers_for_many_jobs(executor, make_spec, monkeypatch):
     assert all(e.state in (State.SUBMITTED, State.RUNNING) for e in events)
 
 
+@both_clusters
 def test_job_gone_from_the_listing_is_read_from_its_exit_code_file(executor, make_spec,
                                                                    monkeypatch):
     spec = make_spec("fail")
@@ -220,7 +269,7 @@ def test_the_pool_holds_no_cluster_key():
     assert refused.startswith("settings.jwt_key: no longer read")
     assert "token_file" in refused
     executor = SlurmRestExecutor("slurm-rest-test", {"jwt_key": "/etc/slurm/jwt_hs256.key",
-                                                     "token_file": TOKEN_FILE})
+                                                     "token_file": current().token_file})
     with pytest.raises(ExecutorError, match=r"settings\.jwt_key is no longer read") as raised:
         executor.request("GET", "jobs")
     assert raised.value.permanent
@@ -266,6 +315,7 @@ def test_a_token_file_the_worker_cannot_use_is_a_clear_error(work_root, tmp_path
     assert said.format(path=path) in str(raised.value)
 
 
+@both_clusters
 def test_a_token_slurm_refuses_names_its_file(make_spec, work_root, tmp_path):
     token_file = tmp_path / "token"
     write_token(token_file, forged_token(JOB_USER))
@@ -310,12 +360,39 @@ def test_the_token_may_come_from_slurm_jwt_in_the_workers_environment(make_spec,
     assert f"hello from {spec.process_id}" in full_log(events)
 
 
+@both_clusters
 def test_a_bad_partition_is_a_permanent_error(make_spec, work_root):
     executor = rest_executor(work_root, partition="nosuchpartition")
     with pytest.raises(ExecutorError) as raised:
         executor.submit(make_spec("ok"))
     assert raised.value.permanent
     assert "partition" in str(raised.value)
+
+
+# A field each release's newest version cannot read (its table passes these names as they are).
+UNREADABLE = {"22.05": {"exclusive": "true"}, "24.11": {"shared": "whole"}}
+
+
+@both_clusters
+def test_a_refused_submission_leaves_no_job_even_when_slurmrestd_made_one(
+        cluster, make_spec, work_root, monkeypatch):
+    """24.11's slurmrestd answers a flag it cannot read with HTTP 500 and error 9207, and
+    submits the job all the same without that field (22.05 refuses it whole): that job,
+    which no process follows, is cancelled."""
+    real = rest.job_description
+    monkeypatch.setattr(rest, "job_description",
+                        lambda options, env: {**real(options, env),
+                                              **UNREADABLE[cluster.release]})
+    executor = rest_executor(work_root)
+    spec = make_spec("sleep")
+    with pytest.raises(ExecutorError) as raised:
+        executor.submit(spec)
+    assert raised.value.permanent
+    live = slurm("squeue", "-h", f"--name={spec.job_name}", "-t", "pending,running",
+                 "-o", "%i").stdout.split()
+    assert live == [], raised.value
+    if cluster.release == "24.11":
+        assert "all the same; cancelled" in str(raised.value)
 
 
 def test_the_shipped_hello_slurm_rest_pipeline_runs(make_spec, work_root):
@@ -331,7 +408,9 @@ def test_the_shipped_hello_slurm_rest_pipeline_runs(make_spec, work_root):
 
 
 # Last: its time-limit test waits for the job timed_out_job submitted as the module began.
-class TestSlurmRestContract(SlurmContract):
+# On both clusters (on 24.11 in this module only: see test_slurm.py's timed_out_job).
+@both_clusters
+class TestSlurmRestContract(SlurmContract, SlurmTimeLimit):
     def saved_job(self, executor, job_id: str) -> dict[str, str]:
         answer = executor.request("GET", f"job/{job_id}")
         return {**super().saved_job(executor, job_id), "slurmrestd job": json.dumps(answer)}

@@ -28,5 +28,16 @@ def executor_class(target: str) -> type[Executor]:
     return getattr(import_module(module), name)
 
 
+# The settings each pool's messages last carried: the heartbeat asks the executor of its pool
+# about its cluster with them, once a message has told them.
+_LAST_SETTINGS: dict[str, dict[str, Any]] = {}
+
+
 def get_executor(target: str, pool: str, settings: dict[str, Any] | None = None) -> Executor:
+    _LAST_SETTINGS[pool] = dict(settings or {})
     return executor_class(target)(pool, settings)
+
+
+def last_settings(pool: str) -> dict[str, Any] | None:
+    """The settings of ``pool``'s last message; None before its first."""
+    return _LAST_SETTINGS.get(pool)

@@ -5,8 +5,9 @@ small methods: ``find``, ``start``, ``statuses``, ``cancel`` and ``read_log`` (`
 ``cancel_in_poll`` and ``read_log_in_poll`` are optional). The template methods ``submit`` and
 ``poll`` hold the rules that must not differ between targets: submission refuses a job its
 target cannot run and looks for the run's job before it starts one, a poll asks the target once
-for every handle, a stop is carried out on every poll until the job has ended, and a terminal
-state is held back until the last log bytes are shipped.
+for every handle, a stop is carried out on every poll until the job has ended, a terminal
+state is held back until the last log bytes are shipped, and it goes out only with the job's
+outputs stored (``collect_outputs``; a failure to store them fails the job with the reason).
 
 Handles are opaque strings chosen by the executor; the control plane stores them and hands
 them back, never parses them.
@@ -18,8 +19,10 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import outputs
 from ..contract import (
     LOG_CHUNK_BYTES,
     TARGET_FACTS,
@@ -27,7 +30,6 @@ from ..contract import (
     JobSpec,
     PollItem,
     State,
-    decode_log,
     is_terminal,
     job_refusals,
     this_host,
@@ -50,22 +52,26 @@ class ExecutorError(Exception):
 
 @dataclass
 class Submission:
-    """A job on the target: its handle, and the state it is known to be in."""
+    """A job on the target: its handle, and the state it is known to be in. ``started_at``:
+    when the target says the job started (seconds since the epoch), when it says."""
 
     handle: str
     state: State = State.SUBMITTED
     host: str | None = None
     message: str = ""
+    started_at: float | None = None
 
 
 @dataclass
 class Status:
-    """What the target says of one handle. ``missing`` means it does not know the handle."""
+    """What the target says of one handle. ``missing`` means it does not know the handle.
+    ``reason``: why the target ended the job, when it says (``contract.END_REASONS``)."""
 
     state: State | None = None
     exit_code: int | None = None
     message: str = ""
     missing: bool = False
+    reason: str = ""
 
 
 @dataclass
@@ -91,6 +97,12 @@ class Executor(ABC):
         target saves with the job (Slurm stores a job's environment). A fact of the target's
         entry in ``contract.TARGET_TABLE``."""
         return TARGET_FACTS[self.target].opens_secrets
+
+    def cluster_health(self) -> dict[str, Any] | None:
+        """What the worker's heartbeat says of the cluster behind the pool: ``reachable``,
+        ``rest_api_version`` (None where there is none) and ``detail``; None for a target
+        that has no cluster of its own to report (the Slurm targets do)."""
+        return None
 
     # --- what each target implements -------------------------------------------------------
 
@@ -135,6 +147,27 @@ class Executor(ABC):
         ``read_log`` unless the target overrides it."""
         return self.read_log(item, limit)
 
+    def outputs_place(self, item: PollItem) -> tuple[Path, Path] | None:
+        """Where the ended job of ``item`` left its outputs on this worker's file system: its
+        output dir and the file that keeps its outputs spec (None: the target keeps none
+        here). Targets with run dirs say; ``collect_outputs`` does the rest."""
+        return None
+
+    def collect_outputs(self, item: PollItem, status: Status) -> outputs.StoredOutputs | None:
+        """Store the outputs of the job of ``item``, which ``status`` says has ended; None
+        when it keeps none. Raises OutputsError (or ExecutorError) when they cannot be
+        stored. Called again for a poll delivered again: the same keys get the same bytes."""
+        place = self.outputs_place(item)
+        if place is None:
+            return None
+        out_dir, spec_file = place
+        spec = outputs.load_spec(spec_file)
+        if spec is None:
+            return None
+        stored = outputs.store_outputs(out_dir, spec)
+        outputs.load_spec(spec_file)  # AlreadyReleased: another poll released it meanwhile
+        return stored
+
     # --- the rules written once -------------------------------------------------------------
 
     def submit(self, spec: JobSpec) -> Submission:
@@ -160,12 +193,37 @@ class Executor(ABC):
         events = []
         for item in items:
             status = statuses.get(item.handle) or Status(missing=True)
-            events.append(self._observe(item, status, seen_at))
+            event = self._observe(item, status, seen_at)
+            if event.state is not None and is_terminal(event.state):
+                self._store_outputs(item, status, event)
+            events.append(event)
         return events
+
+    def _store_outputs(self, item: PollItem, status: Status, event: Event) -> None:
+        """Put the job's stored outputs on its terminal ``event``, before anything is sent
+        or released; what was left out joins its message. A job whose outputs could not be
+        stored has not succeeded: the event says FAILED, with the reason."""
+        try:
+            stored = self.collect_outputs(item, status)
+        except outputs.AlreadyReleased:
+            # Its end, with its outputs, went out before the run was released: this poll
+            # (built before that event was applied) has nothing to add; an end reported now,
+            # with an output dir already removed, would say the job kept nothing.
+            event.state, event.exit_code, event.message = None, None, ""
+            return
+        except (outputs.OutputsError, ExecutorError) as exc:
+            log.warning("outputs of %s not stored: %s", item.process_id, exc)
+            if event.state == State.SUCCEEDED:
+                event.state = State.FAILED
+            event.message = _joined(event.message, f"outputs not stored: {exc}")
+            return
+        if stored is not None:
+            event.outputs = stored.outputs
+            event.message = _joined(event.message, stored.message)
 
     def _observe(self, item: PollItem, status: Status, seen_at: float) -> Event:
         event = Event(process_id=item.process_id, source=f"{self.target}@{self.host}",
-                      at=seen_at)
+                      at=seen_at, attempt=item.attempt)
         if status.missing:
             event.missing = True
             event.message = status.message or f"{self.target} does not know handle {item.handle}"
@@ -187,6 +245,7 @@ class Executor(ABC):
             event.state = status.state
             event.exit_code = status.exit_code
             event.message = status.message
+            event.reason = status.reason
         return event
 
     def _cancel_quietly(self, item: PollItem, status: Status) -> None:
@@ -203,9 +262,28 @@ class Executor(ABC):
             return None
 
 
+def _joined(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
+
+
 def time_limit_passed(item: PollItem, now: float | None = None) -> bool:
     """True when a job started at ``item.submitted_at`` has run past its time limit. For
     targets that do not enforce limits themselves (Docker, ECS)."""
     if not item.time_limit_s or not item.submitted_at:
         return False
     return (now or time.time()) - item.submitted_at > item.time_limit_s
+
+
+def decode_log(data: bytes) -> tuple[str, int]:
+    """Decode ``data`` up to its last whole UTF-8 character: (text, bytes consumed).
+
+    A chunk cut in the middle of a character keeps the partial bytes for the next read, so
+    offsets stay in bytes of the original output and no character is mangled at a boundary.
+    """
+    for cut in range(len(data), max(len(data) - 4, -1), -1):
+        try:
+            return data[:cut].decode("utf-8"), cut
+        except UnicodeDecodeError as exc:
+            if exc.start < cut - 4:  # a bad byte well before the end: not a cut character
+                return data.decode("utf-8", errors="replace"), len(data)
+    return data.decode("utf-8", errors="replace"), len(data)

@@ -3,8 +3,11 @@
 Each run has a run dir ``<work_root>/<process id>`` (mode 0711, the worker's) holding
 ``output.log``, ``pid`` and, once the job ended, ``exit_code`` (see ``local_runner``), and the
 job's own work dir ``work`` (mode 0700, the job's user's) with ``config.json`` (the user's
-config, passed by path in ``ORCH_CONFIG_FILE``) and the script. The job may write only its
-work dir: the files the worker trusts (pid, exit code, log) are out of its reach. The handle
+config, passed by path in ``ORCH_CONFIG_FILE``) and the script. Datasets are staged read-only
+in ``inputs`` (``ORCH_INPUT_DIR``; each dataset field of the config holds its file's path) and
+the job writes its outputs to ``outputs`` (``ORCH_OUTPUT_DIR``, the job's user's), stored when
+a poll sees the job end. The job may write only its work and output dirs: the files the
+worker trusts (pid, exit code, log, ``outputs.json``) are out of its reach. The handle
 is the process id; the run dir is found from it, so a worker that restarts knows every job of
 its host without any list of its own.
 
@@ -24,15 +27,13 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from .. import environment
+from .. import environment, outputs, staging
 from ..contract import JobSpec, PollItem, State
-from . import local_limits, local_users, workdirs
+from . import local_limits, local_starter, local_users, workdirs
 from .base import Executor, ExecutorError, LogChunk, Status, Submission
 from .local_runner import JOB_DIR
 
@@ -43,7 +44,10 @@ INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 # After a stop, how long a job has to end on SIGTERM before its group gets SIGKILL.
 STOP_GRACE_S = 10
 # Run-dir files that outlive release(): enough for a late duplicate job spec to see the run.
-TOMBSTONE = {"pid", "exit_code", "cancelled", "timed_out", "limit_note", "claim"}
+TOMBSTONE = {"pid", "exit_code", "cancelled", "timed_out", "limit_note", "claim", "outputs.json"}
+# The run dir's inputs dir (read-only datasets), the job's output dir and the outputs spec the
+# poll that sees the job end stores them by.
+INPUTS_DIR, OUTPUTS_DIR, OUTPUTS_SPEC = "inputs", "outputs", "outputs.json"
 # What the worker said once in its log (how jobs are confined), so it says it only once.
 _said: set[str] = set()
 
@@ -61,9 +65,10 @@ class LocalExecutor(Executor):
     # --- submit -------------------------------------------------------------------------------
 
     def find(self, spec: JobSpec) -> Submission | None:
-        work_dir = self.work_dir(spec.process_id)
+        handle = workdirs.run_key(spec.process_id, spec.attempt)  # a retry's run dir is new
+        work_dir = self.work_dir(handle)
         if (work_dir / "pid").exists() or (work_dir / "exit_code").exists():
-            return Submission(spec.process_id, State.RUNNING, self.host)
+            return Submission(handle, State.RUNNING, self.host)
         return None
 
     def start(self, spec: JobSpec) -> Submission:
@@ -72,7 +77,7 @@ class LocalExecutor(Executor):
         killed mid-start leaves a claim the next delivery takes over (unless the killed one's
         runner is still starting the job)."""
         command = self._command(spec)
-        work_dir = self.work_dir(spec.process_id)
+        work_dir = self.work_dir(workdirs.run_key(spec.process_id, spec.attempt))
         work_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(300):
             claim = _claim(work_dir)
@@ -92,33 +97,44 @@ class LocalExecutor(Executor):
 
     def _launch(self, spec: JobSpec, command: list[str], work_dir: Path) -> Submission:
         job_dir = work_dir / JOB_DIR
-        self._remove_job_dir(job_dir)  # left by a start that failed
+        self._remove_output_dir(work_dir)  # left by a start that failed
+        self._remove_job_dir(job_dir)
         try:
             user = local_users.job_user(self.settings, job_dir)
             self._confine(work_dir, user)
-            _write_for(user, job_dir / "config.json", json.dumps(spec.config))
+            # Datasets read-only in the run dir, by path in the config; outputs in a dir of
+            # the job's user, stored by the poll that sees the job end.
+            staging.stage_inputs(spec, work_dir / INPUTS_DIR, link=not user.is_worker)
+            config = staging.config_for_job(spec, str(work_dir / INPUTS_DIR))
+            if spec.outputs:
+                _dir_for(user, work_dir / OUTPUTS_DIR)
+                outputs.save_spec(work_dir / OUTPUTS_SPEC, spec.outputs)
+            _write_for(user, job_dir / "config.json", json.dumps(config))
             if spec.script:
                 _write_for(user, job_dir / "script", spec.script)
             runner = [
-                sys.executable, "-m", f"{__package__}.local_runner", str(work_dir),
+                str(work_dir),
                 "--user", str(user), *(["--dynamic-user"] if user.dynamic else []),
                 "--time-limit", str(spec.resources.time_limit_s),
                 "--memory-mb", str(spec.resources.memory_mb), "--cpus", str(spec.resources.cpus),
                 "--", *command,
             ]
-            done = subprocess.run(
-                runner, env=self._job_env(spec, job_dir), cwd=work_dir,
-                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
-            )
-            if done.returncode != 0:
-                raise ExecutorError(done.stderr.strip() or "the job did not start",
-                                    permanent=True)
+            try:
+                answer = local_starter.start_job(runner, self._job_env(spec, job_dir))
+            except ExecutorError:
+                if (work_dir / "pid").exists():  # the starter failed after the job started
+                    return Submission(workdirs.run_key(spec.process_id, spec.attempt),
+                                      State.RUNNING, self.host)
+                raise
+            if answer != "ok":
+                raise ExecutorError(answer or "the job did not start", permanent=True)
         except (ExecutorError, OSError):  # nothing runs: the next delivery starts afresh
             (work_dir / "claim").unlink(missing_ok=True)
+            self._remove_output_dir(work_dir)
             self._remove_job_dir(job_dir)
             raise
         self._say_once(work_dir, user)
-        return Submission(spec.process_id, State.RUNNING, self.host)
+        return Submission(workdirs.run_key(spec.process_id, spec.attempt), State.RUNNING, self.host)
 
     def _confine(self, work_dir: Path, user: local_users.JobUser) -> None:
         """Before a job of another user starts: its run dir and the work root reachable by
@@ -149,6 +165,10 @@ class LocalExecutor(Executor):
             log.info("pool %s: local jobs' memory and cpus are enforced with %s",
                      self.pool, mechanism)
 
+    def _remove_output_dir(self, work_dir: Path) -> None:
+        """The job's output dir, removed before its user's uid is given back."""
+        staging.remove_tree(work_dir / OUTPUTS_DIR)
+
     def _remove_job_dir(self, job_dir: Path) -> None:
         """Remove the job's work dir and give back the uid it was leased to."""
         try:
@@ -172,6 +192,10 @@ class LocalExecutor(Executor):
     def _job_env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
         env = {key: os.environ[key] for key in INHERITED_ENV if key in os.environ}
         env.update(spec.env)
+        if spec.inputs:
+            env["ORCH_INPUT_DIR"] = str(job_dir.parent / INPUTS_DIR)
+        if spec.outputs:
+            env["ORCH_OUTPUT_DIR"] = str(job_dir.parent / OUTPUTS_DIR)
         env.update(
             ORCH_PROCESS_ID=spec.process_id,
             ORCH_WORK_DIR=str(job_dir),
@@ -219,13 +243,19 @@ class LocalExecutor(Executor):
         path = self.work_dir(item.handle) / "output.log"
         return LogChunk(workdirs.read_from(path, item.log_offset, limit))
 
+    def outputs_place(self, item: PollItem) -> tuple[Path, Path]:
+        work_dir = self.work_dir(item.handle)
+        return work_dir / OUTPUTS_DIR, work_dir / OUTPUTS_SPEC
+
     def release(self, handle: str) -> None:
-        """Free the job's cgroups; unless the pool keeps work dirs, remove its work dir (giving
-        its uid back) and its run dir's files but the markers."""
+        """Free the job's cgroups; unless the pool keeps work dirs, remove its output and work
+        dirs (giving its uid back) and its run dir's files but the markers."""
         work_dir = self.work_dir(handle)
         local_limits.remove(_limits(work_dir).get("cgroups", []))
         if workdirs.keep_work_dir(self.settings):
             return
+        outputs.mark_released(work_dir / OUTPUTS_SPEC)
+        self._remove_output_dir(work_dir)
         self._remove_job_dir(work_dir / JOB_DIR)
         workdirs.clean_run_dir(work_dir, TOMBSTONE)
 
@@ -252,6 +282,17 @@ def _write_for(user: local_users.JobUser, path: Path, text: str) -> None:
         if not user.is_worker:
             os.fchown(fd, user.uid, user.gid)
         out.write(text)
+
+
+def _dir_for(user: local_users.JobUser, path: Path) -> None:
+    """A new dir only the job's user may read and write (its output dir)."""
+    path.mkdir(mode=0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if not user.is_worker:
+            os.fchown(fd, user.uid, user.gid)
+    finally:
+        os.close(fd)
 
 
 def _limits(work_dir: Path) -> dict:
@@ -320,8 +361,11 @@ def _read_pids(work_dir: Path) -> tuple[int | None, int | None]:
 
 
 def _is_runner(pid: int, work_dir: Path) -> bool:
-    """True when ``pid`` is alive and is this work dir's runner (not a recycled pid)."""
+    """True when ``pid`` is alive and is this work dir's runner (not a recycled pid): a runner
+    forked by the starter works in its run dir; one started on its own names it."""
     try:
+        if os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(work_dir):  # links resolved
+            return True
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False

@@ -3,8 +3,10 @@
     python -m orchestration_worker.executors.local_runner RUN_DIR --user UID:GID \
         --time-limit S --memory-mb N --cpus C -- COMMAND...
 
-The first process forks and waits only until the job has started (or failed to), then exits,
-so the worker is never the parent of a long job and no worker slot is held while it runs. The
+A worker does not start an interpreter per job: it keeps one starter (``local_starter``) that
+forks a runner for each job from these same arguments (``start``). Run as above, the first
+process forks and waits only until the job has started (or failed to), then exits, so the
+worker is never the parent of a long job and no worker slot is held while it runs. The
 forked runner stays privileged: it puts the job in a cgroup of its own (``local_limits``),
 starts the command in ``RUN_DIR/work`` as the job's user with no supplementary groups and in
 its own process group (cancel signals the whole group), with its output in ``output.log``,
@@ -113,27 +115,56 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
+def start(argv: list[str], env: dict[str, str] | None = None) -> str:
+    """Fork a detached runner of the job ``argv`` describes (``parse``'s arguments) and wait
+    only until its job has started: "ok", or why it did not. ``env``: the job's environment
+    (the runner's own, which the job inherits); None keeps this process's."""
     job = parse(argv)
     if len(job.user) != 2 or 0 in job.user:
-        print("local_runner: --user must be UID:GID, never root", file=sys.stderr)
-        return 2
+        return "local_runner: --user must be UID:GID, never root"
     read_fd, write_fd = os.pipe()
-    if os.fork() == 0:  # the runner: outlives the worker, re-parented to init
-        os.close(read_fd)
-        os.setsid()
+    middle = os.fork()
+    if middle == 0:  # forks the runner and exits at once: the runner is re-parented to init
+        try:
+            os.close(read_fd)
+            os.setsid()
+            if os.fork() == 0:
+                _run_detached(job, env, write_fd)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    os.waitpid(middle, 0)
+    with os.fdopen(read_fd, "rb") as ready:
+        answer = ready.read().decode(errors="replace")
+    return answer or "the runner died before the job started"
+
+
+def _run_detached(job: argparse.Namespace, env: dict[str, str] | None, ready_fd: int) -> None:
+    """The forked runner: nothing of its parent's (descriptors, directory, environment) but
+    the job's, then the job. Never returns."""
+    code = 1
+    try:
+        run_dir = job.run_dir.absolute()
+        os.chdir(run_dir)  # the worker tells a live runner by it (local.py ``_is_runner``)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        code = supervise(job.run_dir.absolute(), job, write_fd)
+        os.closerange(3, ready_fd)
+        os.closerange(ready_fd + 1, 65536)
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        code = supervise(run_dir, job, ready_fd)
+    finally:
         os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as ready:
-        answer = ready.read().decode(errors="replace")
+
+
+def main(argv: list[str]) -> int:
+    answer = start(argv)
     if answer == "ok":
         return 0
-    print(answer or "the runner died before the job started", file=sys.stderr)
-    return 3
+    print(answer, file=sys.stderr)
+    return 2 if answer.startswith("local_runner:") else 3
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..contract import job_name
 from .base import ExecutorError
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,13 @@ SMALL_FILE_BYTES = 4096
 def default_work_root() -> Path:
     """``ORCH_WORK_ROOT``, or ``var/work`` of the directory the worker runs in."""
     return Path(os.environ.get("ORCH_WORK_ROOT", "var/work")).absolute()
+
+
+def run_key(process_id: str, attempt: int = 1) -> str:
+    """The name of an attempt's run dir: the process id for the first attempt (as before
+    attempts existed), ``<id>-a<N>`` for attempt N. A retry starts in a run dir of its own:
+    the earlier attempt's markers and files are not its."""
+    return job_name(process_id, attempt).removeprefix("orch-")
 
 
 def run_dir_of(work_root: Path, process_id: str) -> Path:
@@ -117,6 +125,20 @@ def clean_run_dir(run_dir: Path, keep: set[str]) -> None:
         if path.name in keep:
             continue
         if path.is_dir() and not path.is_symlink():
+            _make_writable(path)  # a read-only dir of the worker's (staged inputs)
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def _make_writable(directory: Path) -> None:
+    """Let this worker remove the entries of its own ``directory``, never through a link."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)

@@ -7,25 +7,35 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import docker
 from docker.errors import NotFound
 
 from ...contract import JobSpec, PollItem, State
 from ..base import Executor, ExecutorError, LogChunk, Status, Submission
-from . import states
+from . import log_reads, states
 from .confinement import job_user
-from .container_spec import LABEL_POOL, LABEL_PROCESS, create_request
+from .container_spec import LABEL_POOL, LABEL_PROCESS, attempt_of, create_request
 from .engine import Engine, EngineConflict
 from .reaper import ORPHAN_GRACE_S, reap_orphans
-from .run_dirs import RunDirs
+from .run_dirs import OUTPUTS_DIR, OUTPUTS_SPEC, RunDirs
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10  # after SIGTERM, how long a container has before SIGKILL
 CREATED_GRACE_S = 30  # a container still "created" this long after its submit died: start it
+
+
+@dataclass
+class DockerStatus(Status):
+    """A running container's status, with what the poll learnt of its log: the log file's
+    size (None: out of reach) and whether this poll reads the log."""
+
+    log_size: int | None = None
+    read_log: bool = True
 
 
 class DockerExecutor(Executor):
@@ -34,7 +44,7 @@ class DockerExecutor(Executor):
     engine can bind-mount), ``pull`` (``missing`` or ``never``), ``network`` (engine default),
     ``stop_grace_s`` (10), ``orphan_grace_s`` (600), ``keep_work_dir`` (false), ``user``
     (``uid:gid`` that jobs run as, 65534:65534), ``allow_root`` (false: a pipeline's
-    ``user: root`` fails)."""
+    ``user: root`` fails), ``log_reads_per_poll`` (no limit: see ``log_reads``)."""
 
     target = "docker"
 
@@ -51,22 +61,25 @@ class DockerExecutor(Executor):
     def client(self) -> docker.DockerClient:
         return self.engine.client
 
-    def run_dir(self, process_id: str) -> Path:
-        return self.run_dirs.of(process_id)
+    def run_dir(self, process_id: str, attempt: int = 1) -> Path:
+        return self.run_dirs.of(process_id, attempt)
 
     # --- submit ---------------------------------------------------------------------------
 
     def find(self, spec: JobSpec) -> Submission | None:
+        run_dir = self.run_dir(spec.process_id, spec.attempt)
         for found in self.engine.containers(**{LABEL_PROCESS: spec.process_id}):
+            if attempt_of(found.get("Labels")) != spec.attempt:
+                continue  # another attempt's job: this attempt's is a job of its own
             # Still "created" long after its submit: that submit died before the start. (A
             # younger one may be another delivery about to start it; a poll starts it later.)
             age = time.time() - float(found.get("Created") or time.time())
-            stopped = (self.run_dir(spec.process_id) / "cancelled").exists()
+            stopped = (run_dir / "cancelled").exists()
             if states.state_of(found) in states.CREATED and age > CREATED_GRACE_S \
                     and not stopped:
                 self._start_container(found["Id"], spec)
             return Submission(found["Id"], State.RUNNING, self.host)
-        tombstone = self.run_dir(spec.process_id) / "container"
+        tombstone = run_dir / "container"
         if tombstone.exists():  # released already: a late duplicate must start nothing
             return Submission(tombstone.read_text().strip(), State.RUNNING, self.host)
         return None
@@ -83,7 +96,19 @@ class DockerExecutor(Executor):
             return found
         (run_dir / "container").write_text(container_id)
         self._start_container(container_id, spec)
-        return Submission(container_id, State.RUNNING, self.host)
+        # The engine knows when it started and where it keeps the log: RUNNING at once, at
+        # the container's own start time, and the log read only when that file grows.
+        attrs = self._inspect_quietly(container_id)
+        log_reads.remember(run_dir, attrs)
+        return Submission(container_id, State.RUNNING, self.host,
+                          started_at=states.started_at(attrs))
+
+    def _inspect_quietly(self, container_id: str) -> dict[str, Any] | None:
+        try:
+            return self.engine.inspect(container_id)
+        except ExecutorError as exc:  # it runs; only its start time and log path are unknown
+            log.warning("inspect of started container %s failed: %s", container_id[:12], exc)
+            return None
 
     def job_user(self, spec: JobSpec) -> str:
         return job_user(spec, self.pool, self.settings)
@@ -109,7 +134,7 @@ class DockerExecutor(Executor):
             if not exc.permanent:
                 raise  # left "created": the next delivery (or a poll) starts it
             self.engine.remove(container_id)
-            (self.run_dir(spec.process_id) / "container").unlink(missing_ok=True)
+            (self.run_dir(spec.process_id, spec.attempt) / "container").unlink(missing_ok=True)
             raise ExecutorError(
                 f"cannot start {spec.command or spec.image!r} in image {spec.image!r}: {exc}",
                 permanent=True,
@@ -132,11 +157,42 @@ class DockerExecutor(Executor):
                 )
                 continue
             answers[item.handle] = self._status(item, found, now)
+        self._choose_log_reads(items, answers)
         return answers
+
+    def _choose_log_reads(self, items: list[PollItem], answers: dict[str, Status]) -> None:
+        """Which running containers' logs this poll reads (``log_reads``): those whose log
+        file grew, and of those whose file is out of reach, all or a turn of the pool's
+        ``log_reads_per_poll``. Ended and not yet started containers are always read."""
+        unknown = []
+        for item in items:
+            status = answers[item.handle]
+            if status.state != State.RUNNING:
+                continue
+            size = log_reads.log_size(self.run_dir(item.process_id, item.attempt))
+            answers[item.handle] = status = DockerStatus(**vars(status), log_size=size)
+            if size is None:
+                unknown.append(item.handle)
+            elif log_reads.unchanged(item, size):
+                status.read_log = False
+        budget = self.settings.get("log_reads_per_poll")
+        chosen = log_reads.turn(self.pool, unknown, None if budget is None else int(budget))
+        for handle in unknown:
+            cast(DockerStatus, answers[handle]).read_log = handle in chosen
+
+    def read_log_in_poll(self, item: PollItem, status: Status, limit: int) -> LogChunk:
+        if not isinstance(status, DockerStatus):
+            return self.read_log(item, limit)
+        if not status.read_log:
+            return LogChunk()
+        chunk = self.read_log(item, limit)
+        if status.log_size is not None and len(chunk.data) < limit:  # read to its end
+            chunk.cursor = log_reads.cursor(status.log_size)
+        return chunk
 
     def _status(self, item: PollItem, found: dict[str, Any], now: float) -> Status:
         state = states.state_of(found)
-        run_dir = self.run_dir(item.process_id)
+        run_dir = self.run_dir(item.process_id, attempt_of(found.get("Labels")))
         if state in states.RUNNING:
             if (run_dir / "cancelled").exists():  # keep at it: SIGKILL once the grace is over
                 self._signal_quietly(item.handle, run_dir / "cancelled", str(now))
@@ -178,6 +234,10 @@ class DockerExecutor(Executor):
             return LogChunk()
         return LogChunk(data[item.log_offset:item.log_offset + limit])
 
+    def outputs_place(self, item: PollItem) -> tuple[Path, Path]:
+        run_dir = self.run_dir(item.process_id, item.attempt)
+        return run_dir / OUTPUTS_DIR, run_dir / OUTPUTS_SPEC
+
     # --- stop, release, reap --------------------------------------------------------------
 
     def cancel(self, handle: str) -> None:
@@ -188,10 +248,11 @@ class DockerExecutor(Executor):
         never_started = (state.get("Status") or "").lower() in states.CREATED
         if not state.get("Running") and not never_started:
             return  # finished: nothing to stop, and no marker to leave
-        process_id = (attrs.get("Config", {}).get("Labels") or {}).get(LABEL_PROCESS)
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        process_id = labels.get(LABEL_PROCESS)
         if not process_id:
             raise ExecutorError(f"container {handle[:12]} is not one of ours", permanent=True)
-        marker = self.run_dir(process_id) / "cancelled"
+        marker = self.run_dir(process_id, attempt_of(labels)) / "cancelled"
         if never_started:  # the marker keeps it from being started; the poll says STOPPED
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.write_text(str(time.time()))
@@ -234,9 +295,9 @@ class DockerExecutor(Executor):
             log.warning("release of %s skipped: the container still runs", handle[:12])
             return
         self.engine.remove(handle)
-        process_id = (attrs.get("Config", {}).get("Labels") or {}).get(LABEL_PROCESS)
-        if process_id:
-            self.run_dirs.clean(process_id)
+        labels = attrs.get("Config", {}).get("Labels") or {}
+        if labels.get(LABEL_PROCESS):
+            self.run_dirs.clean(labels[LABEL_PROCESS], attempt_of(labels))
 
     def reap_orphans(self, known_process_ids, grace_s: float | None = None) -> list[str]:
         """Remove this pool's containers whose process the control plane no longer polls.

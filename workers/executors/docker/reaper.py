@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from .container_spec import LABEL_POOL, LABEL_PROCESS
+from .container_spec import LABEL_POOL, LABEL_PROCESS, attempt_of
 from .engine import Engine
 
 log = logging.getLogger(__name__)
@@ -17,7 +17,7 @@ ORPHAN_GRACE_S = 600  # how old an unpolled container must be before the reaper 
 
 
 def reap_orphans(engine: Engine, pool: str, known_process_ids: Iterable[str], grace_s: float,
-                 forget: Callable[[str], None]) -> list[str]:
+                 forget: Callable[[str, int], None]) -> list[str]:
     """Remove ``pool``'s containers older than ``grace_s`` whose process is not in
     ``known_process_ids``, and ``forget`` (clean the run dir of) each one's process. Returns
     the reaped process ids."""
@@ -32,6 +32,6 @@ def reap_orphans(engine: Engine, pool: str, known_process_ids: Iterable[str], gr
                     found["Id"][:12], process_id, found.get("Status"))
         engine.remove(found["Id"])
         if process_id:
-            forget(process_id)
+            forget(process_id, attempt_of(found.get("Labels")))
         reaped.append(process_id)
     return reaped

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,20 @@ def exec_failure_in(tail: bytes) -> str | None:
     if match is None:
         return None
     return (match.group(1) or f"{match.group(2)}: {match.group(3)}").strip()
+
+
+def started_at(attrs: dict[str, Any] | None) -> float | None:
+    """When the engine says the container started (inspect's ``State.StartedAt``, RFC 3339
+    with nanoseconds), in seconds since the epoch; None when it does not say."""
+    text = ((attrs or {}).get("State") or {}).get("StartedAt") or ""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)",
+                         text.strip())
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    try:
+        when = datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone))
+    except ValueError:
+        return None
+    seconds = when.timestamp() + float(f"0.{fraction or 0}")
+    return seconds if seconds > 0 else None

@@ -9,10 +9,16 @@ returns; the poll hands it back to ``cancel_in_poll`` and ``read_log_in_poll``.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ... import outputs
 from ...contract import JobSpec, PollItem, State
+from ...storage import StorageError
 from ..base import Executor, ExecutorError, LogChunk, Status, Submission, time_limit_passed
+from . import data
 from .aws import AwsError, call, client
 from .logs import log_turn, read_task_log
 from .pool import EcsPool
@@ -55,6 +61,10 @@ class EcsExecutor(Executor):
         return find_task(self.ecs_pool, spec)
 
     def start(self, spec: JobSpec) -> Submission:
+        if not spec.inputs and not self.ecs_pool.stage_image:
+            # A pool with no stage_image keeps no outputs of its tasks (docs/ecs.md): its
+            # tasks run as they are; a task that reads a dataset still needs one (refused).
+            spec = replace(spec, outputs={})
         return run_task(self.ecs_pool, spec)
 
     # --- poll -------------------------------------------------------------------------------
@@ -141,6 +151,20 @@ class EcsExecutor(Executor):
                 return False  # an unknown task: nothing to stop
             raise
         return True
+
+    def collect_outputs(self, item: PollItem, status: Status) -> outputs.StoredOutputs | None:
+        """The outputs the task's stage-out container put in the bucket (see ``data``)."""
+        task = status.task if isinstance(status, TaskStatus) else None
+        spec = data.outputs_spec_of(task) if task else None
+        if spec is None:
+            return None
+        failure = data.stage_out_failure(task or {})
+        if failure:
+            raise outputs.OutputsError(failure)
+        try:
+            return data.collect(spec)
+        except (StorageError, BotoCoreError, ClientError) as exc:
+            raise outputs.OutputsError(str(exc)) from exc
 
     def read_log(self, item: PollItem, limit: int) -> LogChunk:
         """Bytes of the task's stream from ``item.log_offset`` (see ``logs.read_task_log``);

@@ -25,6 +25,8 @@ poll_attempts               attempts of a poll's DescribeTasks and GetLogEvents 
                             poll does not wait out a long throttle (8 held one for 36 s)
 log_reads_per_poll          running tasks whose logs are read per poll (default 50)
 log_settle_s                seconds after stoppedAt before the end is reported (default 5)
+stage_image                 the image that copies datasets and outputs between S3 and a
+                            task (one with this worker package); needed by jobs that use them
 endpoint_url                only for emulators and tests (moto); never for AWS itself
 =========================== =============================================================
 """
@@ -70,6 +72,7 @@ class EcsPool:
     poll_attempts: int
     log_budget: int | None
     log_settle_s: float
+    stage_image: str | None = None
 
     @classmethod
     def from_settings(cls, pool: str, settings: dict[str, Any]) -> EcsPool:
@@ -115,6 +118,7 @@ class EcsPool:
             poll_attempts=int(s.get("poll_attempts") or min(3, max_attempts)),
             log_budget=None if budget is None else int(budget),
             log_settle_s=float(_given(s, "log_settle_s", 5)),
+            stage_image=s.get("stage_image") or None,
         )
 
     @property

@@ -3,7 +3,8 @@ token that makes a repeated ``run_task`` answer with the task it already started
 
 ``run_task`` gets container overrides (command, environment with ``ORCH_CONFIG``, cpu, memory,
 GPUs), ``startedBy`` = the job name, tags carrying the process id, and a ``clientToken`` derived
-from the process id: ECS answers a repeated call with the task it already started.
+from the job name: ECS answers a repeated call with the task it already started. The job name
+is the attempt's (``JobSpec.job_name``): a retry's task is a task of its own.
 :func:`find_task` looks the job name up with ``list_tasks`` first.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from ...contract import JobSpec, job_name
 from ..base import ExecutorError, Submission
+from . import data
 from .aws import call, client
 from .pool import EcsPool
 from .task_definitions import command, cpu_units, sizes, tag_value, task_definition
@@ -27,8 +29,8 @@ OVERRIDES_LIMIT = 8192  # ECS's limit on the JSON of a run_task ``overrides``
 
 
 def find_task(pool: EcsPool, spec: JobSpec) -> Submission | None:
-    """The task already started for ``spec``'s process, found by its ``startedBy``."""
-    started_by = _started_by(spec.process_id)
+    """The task already started for ``spec``'s attempt, found by its ``startedBy``."""
+    started_by = _started_by(spec)
     # ECS lists tasks whose desired status is RUNNING unless asked for STOPPED ones.
     for desired in ("RUNNING", "STOPPED"):
         arns = call(
@@ -48,7 +50,7 @@ def run_task(pool: EcsPool, spec: JobSpec) -> Submission:
     definition = task_definition(pool, spec)
     kwargs: dict[str, Any] = dict(
         cluster=pool.cluster, taskDefinition=definition, count=1, overrides=overrides,
-        startedBy=_started_by(spec.process_id), clientToken=client_token(spec.process_id),
+        startedBy=_started_by(spec), clientToken=client_token(spec.process_id, spec.attempt),
         tags=[
             {"key": "orch:process-id", "value": spec.process_id},
             {"key": "orch:pool", "value": tag_value(pool.name)},
@@ -86,6 +88,10 @@ def _overrides(pool: EcsPool, spec: JobSpec) -> dict[str, Any]:
         )
     env = {**spec.env, "ORCH_PROCESS_ID": spec.process_id, "ORCH_PIPELINE": spec.pipeline,
            "ORCH_CONFIG": json.dumps(spec.config, sort_keys=True)}
+    staged: list[dict[str, Any]] = []
+    if data.uses_data(spec):  # the config with the staged paths; what the stagers copy
+        job_env, staged = data.run_overrides(spec)
+        env.update(job_env)
     cpu, memory = sizes(pool, spec)
     container: dict[str, Any] = {
         "name": pool.container_name, "command": command(spec),
@@ -94,7 +100,7 @@ def _overrides(pool: EcsPool, spec: JobSpec) -> dict[str, Any]:
     }
     if spec.resources.gpus:
         container["resourceRequirements"] = [{"type": "GPU", "value": str(spec.resources.gpus)}]
-    overrides: dict[str, Any] = {"containerOverrides": [container]}
+    overrides: dict[str, Any] = {"containerOverrides": [container, *staged]}
     if pool.fargate:
         overrides.update(cpu=str(cpu), memory=str(memory))
     size = len(json.dumps(overrides, separators=(",", ":")))
@@ -107,13 +113,14 @@ def _overrides(pool: EcsPool, spec: JobSpec) -> dict[str, Any]:
     return overrides
 
 
-def client_token(process_id: str) -> str:
+def client_token(process_id: str, attempt: int = 1) -> str:
     """run_task's idempotency token (up to 64 characters): the job name, or its hash."""
-    name = job_name(process_id)
+    name = job_name(process_id, attempt)
     if len(name) <= 64 and all(33 <= ord(c) <= 126 for c in name):
         return name
-    return "orch-" + hashlib.sha256(process_id.encode()).hexdigest()[:59]
+    hashed = process_id if attempt <= 1 else name  # attempt 1's token as it always was
+    return "orch-" + hashlib.sha256(hashed.encode()).hexdigest()[:59]
 
 
-def _started_by(process_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "-", job_name(process_id))[:128]
+def _started_by(spec: JobSpec) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", spec.job_name)[:128]

@@ -42,6 +42,11 @@ STOP_CODES: dict[str, tuple[State, str] | None] = {
     "TerminationNotice": (State.FAILED, "its container instance was terminated"),
     "ServiceSchedulerInitiated": (State.FAILED, "stopped by the ECS service scheduler"),
 }
+# stopCode -> why the job ended, as ``Event.reason`` says it (a pipeline's ``retry.on``).
+STOP_REASONS = {
+    "SpotInterruption": "spot_interruption",
+    "TerminationNotice": "node_failure",
+}
 
 
 @dataclass
@@ -51,6 +56,7 @@ class TaskStatus(Status):
     stopping: bool = False  # ECS is already stopping it: a stop_task would change nothing
     stopped: bool = False  # lastStatus STOPPED: its output is complete, its log is drained
     log_due: bool = False  # this poll reads its log (stopped, or running and its turn)
+    task: dict[str, Any] | None = None  # ECS's answer on it (its overrides, its containers)
 
 
 def task_status(task: dict[str, Any], container_name: str, settle_s: float) -> TaskStatus:
@@ -58,6 +64,7 @@ def task_status(task: dict[str, Any], container_name: str, settle_s: float) -> T
     status = _state(task, container_name, settle_s)
     status.stopping = task.get("desiredStatus") == "STOPPED"
     status.stopped = status.log_due = task.get("lastStatus") == "STOPPED"
+    status.task = task
     return status
 
 
@@ -87,7 +94,8 @@ def _ended(task: dict[str, Any], container_name: str) -> TaskStatus:
     rule = STOP_CODES.get(code)
     if rule is not None:
         state, what = rule
-        return TaskStatus(state, exit_code, f"{what}: {detail}" if detail else what)
+        return TaskStatus(state, exit_code, f"{what}: {detail}" if detail else what,
+                          reason=STOP_REASONS.get(code, ""))
     if exit_code == 0:  # EssentialContainerExited, or a stopCode ECS added since
         return TaskStatus(State.SUCCEEDED, 0)
     if exit_code is None:

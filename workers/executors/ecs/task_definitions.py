@@ -18,6 +18,7 @@ from typing import Any
 
 from ...contract import JobSpec
 from ..base import ExecutorError
+from . import data
 from .aws import AwsError, call, client
 from .pool import EcsPool
 
@@ -81,10 +82,15 @@ def _definition_args(pool: EcsPool, spec: JobSpec, family: str) -> dict[str, Any
     }
     if spec.resources.gpus:
         container["resourceRequirements"] = [{"type": "GPU", "value": str(spec.resources.gpus)}]
+    containers, volumes = [container], list[dict[str, Any]]()
+    if data.uses_data(spec):  # datasets in and outputs out through S3: see ``data``
+        containers, volumes = data.definition_parts(pool, container)
     args: dict[str, Any] = {
-        "family": family, "containerDefinitions": [container],
+        "family": family, "containerDefinitions": containers,
         "networkMode": pool.network_mode, "requiresCompatibilities": pool.compatibilities(),
     }
+    if volumes:
+        args["volumes"] = volumes
     if pool.fargate:
         args.update(cpu=str(cpu), memory=str(memory))
     for role, name in ((pool.execution_role_arn, "executionRoleArn"),
@@ -149,6 +155,8 @@ def cpu_units(spec: JobSpec) -> int:
 def sizes(pool: EcsPool, spec: JobSpec) -> tuple[int, int]:
     """The task's cpu units and memory MiB: a valid Fargate size on Fargate, else as asked."""
     cpu, memory = cpu_units(spec), spec.resources.memory_mb
+    if data.uses_data(spec):  # the stage containers' reservations too
+        memory += 2 * data.STAGE_MEMORY_MB
     return fargate_size(cpu, memory) if pool.fargate else (cpu, memory)
 
 

@@ -13,12 +13,14 @@ import logging
 import os
 import time
 from abc import abstractmethod
+from dataclasses import replace
 from pathlib import Path
 
+from ... import outputs, staging
 from ...contract import JobSpec, PollItem, State
 from ...secrets import unseal
 from ..base import Executor, ExecutorError, LogChunk, Status, Submission
-from ..workdirs import keep_work_dir
+from ..workdirs import keep_work_dir, run_key
 from . import run_dirs
 from .batch_script import (
     SECRETS_FILE,
@@ -30,6 +32,7 @@ from .batch_script import (
 )
 from .handle import Handle
 from .job_user import JobUser, check_reachable
+from .sbatch_render import exported
 from .settings import setting
 from .states import JobRecord, has_ended, slurm_status
 
@@ -110,8 +113,13 @@ class SlurmExecutorBase(Executor):
 
     # --- submit -------------------------------------------------------------------------------
 
+    def attempt_dir(self, spec: JobSpec) -> Path:
+        """The run dir of ``spec``'s attempt: named as its job is, less ``orch-`` (the
+        process id for the first attempt), so a handle's name leads back to it."""
+        return self.work_dir(run_key(spec.process_id, spec.attempt))
+
     def find(self, spec: JobSpec) -> Submission | None:
-        work_dir = self.work_dir(spec.process_id)
+        work_dir = self.attempt_dir(spec)
         saved = run_dirs.saved_handle(work_dir)
         if saved is not None and saved.name == spec.job_name:
             return Submission(str(saved), State.SUBMITTED)
@@ -128,10 +136,11 @@ class SlurmExecutorBase(Executor):
 
     def start(self, spec: JobSpec) -> Submission:
         owner = self.job_owner()  # first: a pool that would run jobs as root writes nothing
-        work_dir = self.work_dir(spec.process_id)
+        work_dir = self.attempt_dir(spec)
         options = job_options(spec, self.settings, work_dir)
         script = batch_script(spec, options)
-        env = job_env(spec, work_dir, self.base_env())
+        # With the values its export rules take from this submission node.
+        env = {**job_env(spec, work_dir, self.base_env()), **exported(options.sbatch)}
         secrets = secrets_file_text(unseal(spec.secret_env, process_id=spec.process_id,
                                            pool=spec.pool)) if spec.secret_env else None
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +150,15 @@ class SlurmExecutorBase(Executor):
         if found is not None:
             return found
         try:
+            # Datasets read-only in the run dir, staged here on the submission node; the
+            # config holds their paths on the shared file system.
+            staging.stage_inputs(spec, work_dir / run_dirs.INPUTS_DIR, link=owner is not None)
+            spec = replace(spec, config=staging.config_for_job(
+                spec, str(work_dir / run_dirs.INPUTS_DIR)))
+            if spec.outputs:
+                run_dirs.make_output_dir(work_dir, owner)
+                outputs.save_spec(self._outputs_spec_file(run_key(spec.process_id, spec.attempt)),
+                                  spec.outputs)
             run_dirs.write_inputs(work_dir, spec, script, secrets, owner)
             submitted = int(time.time()) - 1
             job_id = self.submit_job(spec, options, script, env)
@@ -226,7 +244,19 @@ class SlurmExecutorBase(Executor):
         work_dir = self.work_dir(handle.process_id)
         return LogChunk(run_dirs.read_output(work_dir, item.log_offset, limit))
 
+    def outputs_place(self, item: PollItem) -> tuple[Path, Path]:
+        key = run_key(item.process_id, item.attempt)  # the attempt's run dir
+        return self.work_dir(key) / run_dirs.OUTPUTS_DIR, self._outputs_spec_file(key)
+
+    def _outputs_spec_file(self, key: str) -> Path:
+        """Where the worker keeps a job's outputs spec (``key``: its run dir's name): out of
+        the run dir, which is the job's (a job that rewrote it could store its files under
+        another process's key)."""
+        self.work_dir(key)  # checks the name
+        return run_dirs.private_dir(self.work_root) / f"{key}.outputs.json"
+
     def release(self, handle: str) -> None:
         parsed = Handle.parse(handle)
         if parsed is not None and not keep_work_dir(self.settings):
+            outputs.mark_released(self._outputs_spec_file(parsed.process_id))
             run_dirs.clean(self.work_dir(parsed.process_id))

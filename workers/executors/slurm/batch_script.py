@@ -14,9 +14,11 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ... import sbatch_options
 from ...contract import JobSpec
 from ..base import ExecutorError
 from .settings import setting
@@ -39,6 +41,9 @@ class JobOptions:
     partition: str | None
     account: str | None
     qos: str | None
+    # The sbatch options beyond these (``sbatch_options``, parsed): passed on by the target,
+    # as sbatch's argv or slurmrestd's fields, never as #SBATCH lines.
+    sbatch: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output(self) -> Path:
@@ -68,36 +73,46 @@ def job_options(spec: JobSpec, settings: dict, work_dir: Path) -> JobOptions:
         if value is not None and not SETTING_VALUE.fullmatch(str(value)):
             raise ExecutorError(f"pool setting {key}={value!r} is not a Slurm name", permanent=True)
         picked[key] = str(value) if value is not None else None
+    try:
+        sbatch = sbatch_options.parse(spec.sbatch)
+    except sbatch_options.OptionError as exc:
+        raise ExecutorError(f"job spec {exc}", permanent=True) from None
     return JobOptions(
         name=spec.job_name, work_dir=work_dir,
         cpus=max(1, math.ceil(res.cpus or 1)), memory_mb=max(1, int(res.memory_mb or 1)),
         gpus=max(0, int(res.gpus or 0)),
         time_min=math.ceil(res.time_limit_s / 60) if res.time_limit_s else None,
-        **picked,
+        sbatch=sbatch, **picked,
     )
 
 
-def job_command(spec: JobSpec) -> str:
+def job_command(spec: JobSpec, work_dir: Path) -> str:
     """The line of the batch script that runs the pipeline: its own argv, each word quoted.
     ``submit`` has refused what no Slurm job may ask (``contract.job_refusals``): an image,
     or neither a command nor a script."""
     if spec.script:
-        return "./script" if spec.script.startswith("#!") else "/bin/sh ./script"
+        script = shlex.quote(str(work_dir / "script"))
+        return script if spec.script.startswith("#!") else f"/bin/sh {script}"
     return " ".join(shlex.quote(str(word)) for word in spec.command)
 
 
 def batch_script(spec: JobSpec, options: JobOptions) -> str:
+    # The run dir's files by their whole path: the job may start elsewhere (sbatch.chdir).
+    def file(name: str) -> str:
+        return shlex.quote(str(options.work_dir / name))  # a checked work dir: no $, ` or "
+
     lines = [
         "#!/bin/sh",
         *(f"#SBATCH {opt}" for opt in options.directives()),
         "# Written by orchestration. The user's config is data: config.json, by path in",
         "# ORCH_CONFIG_FILE. exit_code is written last, when the command has returned.",
         *(secrets_lines(options.work_dir / SECRETS_FILE) if spec.secret_env else []),
-        'echo "$SLURM_JOB_ID" > slurm_job_id',
-        "rm -f exit_code",
-        job_command(spec),
+        f'echo "$SLURM_JOB_ID" > {file("slurm_job_id")}',
+        f"rm -f {file('exit_code')}",
+        job_command(spec, options.work_dir),
         "code=$?",
-        'echo "$code" > exit_code.tmp && mv -f exit_code.tmp exit_code',
+        f'echo "$code" > {file("exit_code.tmp")} && mv -f {file("exit_code.tmp")} '
+        f'{file("exit_code")}',
         'exit "$code"',
     ]
     return "\n".join(lines) + "\n"
@@ -138,4 +153,8 @@ def job_env(spec: JobSpec, work_dir: Path, base: dict[str, str]) -> dict[str, st
         ORCH_WORK_DIR=str(work_dir),
         ORCH_CONFIG_FILE=str(work_dir / "config.json"),
     )
+    if spec.inputs:
+        env["ORCH_INPUT_DIR"] = str(work_dir / "inputs")
+    if spec.outputs:
+        env["ORCH_OUTPUT_DIR"] = str(work_dir / "outputs")
     return env

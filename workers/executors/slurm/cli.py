@@ -12,6 +12,9 @@ Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``par
   (only the job's exit-code file). Env ``ORCH_SLURM_ACCOUNTING``.
 - ``command_timeout_s``: how long one Slurm command may take (30). Env
   ``ORCH_SLURM_COMMAND_TIMEOUT_S``.
+- ``bin_dir``: the directory of the Slurm commands to run (env ``ORCH_SLURM_BIN_DIR``; unset,
+  they are found on PATH): how a worker drives a cluster of another Slurm release than its
+  host's, such as the 24.11 commands ``deploy/slurm24-cluster.sh`` writes.
 - ``user``: the user jobs run as (env ``ORCH_SLURM_USER``), never root. A worker running as
   root runs sbatch and scancel as this user (by uid, gid and groups, the way ``setpriv`` or
   ``runuser`` would) and hands it each run dir; without it, a root worker refuses every job.
@@ -28,6 +31,7 @@ import logging
 import os
 import subprocess
 import time
+from typing import Any
 
 from ...contract import JobSpec
 from ..base import ExecutorError
@@ -35,6 +39,7 @@ from .base import SlurmExecutorBase, submit_error
 from .batch_script import JobOptions
 from .handle import Handle
 from .job_user import JobUser, submitting_user
+from .sbatch_render import sbatch_argv
 from .settings import setting
 from .states import JobRecord, exit_from_sacct, exit_from_wait_status
 
@@ -94,6 +99,8 @@ class SlurmExecutor(SlurmExecutorBase):
             user: JobUser | None = None) -> subprocess.CompletedProcess:
         timeout = float(setting(self.settings, "command_timeout_s",
                                 "ORCH_SLURM_COMMAND_TIMEOUT_S", 30))
+        if bin_dir := setting(self.settings, "bin_dir", "ORCH_SLURM_BIN_DIR"):
+            argv = [os.path.join(str(bin_dir), argv[0]), *argv[1:]]
         return run_command(argv, timeout, env, user=user)
 
     def job_owner(self) -> JobUser | None:
@@ -111,14 +118,20 @@ class SlurmExecutor(SlurmExecutorBase):
 
     def live_jobs(self, names: list[str]) -> list[JobRecord]:
         records: list[JobRecord] = []
-        for chunk in chunks(names):
+        named = chunks(names)
+        # More names than one argument holds: one squeue of every job, ours picked out here.
+        for chunk in named if len(named) == 1 else [[]]:
             done = self.run([
-                "squeue", "--noheader", "--states=all", f"--name={','.join(chunk)}",
+                "squeue", "--noheader", "--states=all",
+                *([f"--name={','.join(chunk)}"] if chunk else []),
                 f"--Format={SQUEUE_FORMAT}",
             ])
             if done.returncode != 0:
                 raise ExecutorError(f"squeue failed, deciding nothing: {_said(done)}")
             records += filter(None, map(_squeue_record, done.stdout.splitlines()))
+        if len(named) > 1:
+            wanted = set(names)
+            records = [record for record in records if record.name in wanted]
         return records
 
     def ended_jobs(self, handles: list[Handle]) -> list[JobRecord]:
@@ -143,7 +156,9 @@ class SlurmExecutor(SlurmExecutorBase):
         return records
 
     def submit_job(self, spec: JobSpec, options: JobOptions, script: str, env: dict) -> str:
-        done = self.run(["sbatch", "--parsable", "--export=ALL", str(options.work_dir / "job.sh")],
+        # The sbatch options, each one argv element; --export=ALL with the pool's rules.
+        argv = sbatch_argv(options.sbatch, gpus=options.gpus)
+        done = self.run(["sbatch", "--parsable", *argv, str(options.work_dir / "job.sh")],
                         env=env, user=self.job_owner())
         if done.returncode != 0:
             raise submit_error(_said(done))
@@ -151,6 +166,16 @@ class SlurmExecutor(SlurmExecutorBase):
         if not job_id.isdigit():
             raise ExecutorError(f"sbatch answered {done.stdout.strip()!r}, not a job id")
         return job_id
+
+    def cluster_health(self) -> dict[str, Any]:
+        """Whether slurmctld answers ``scontrol ping`` (with the pool's commands)."""
+        try:
+            done = self.run(["scontrol", "ping"])
+        except ExecutorError as exc:
+            return {"reachable": False, "rest_api_version": None, "detail": str(exc)}
+        said = " ".join((done.stdout + done.stderr).split())[:300]
+        return {"reachable": done.returncode == 0 and "is UP" in done.stdout,
+                "rest_api_version": None, "detail": f"scontrol ping: {said}"}
 
     def cancel_job(self, handle: Handle) -> None:
         # --name makes scancel refuse a job that merely carries our old id.
@@ -180,8 +205,15 @@ def _squeue_record(line: str) -> JobRecord | None:
     if len(fields) != 6 or not fields[0].strip().isdigit():
         return None
     job_id, state, raw_exit, reason, submitted, name = (f.strip() for f in fields)
-    raw = int(raw_exit) if raw_exit.lstrip("-").isdigit() else None
-    return JobRecord(job_id, name, state, exit_from_wait_status(raw), reason, _epoch(submitted))
+    return JobRecord(job_id, name, state, _squeue_exit(raw_exit), reason, _epoch(submitted))
+
+
+def _squeue_exit(text: str) -> int | None:
+    """squeue's exit_code: the raw wait status in 22.05 (768 is exit 3), ``code:signal`` as
+    sacct writes it in 24.11 (``3:0``)."""
+    if ":" in text:
+        return exit_from_sacct(text)
+    return exit_from_wait_status(int(text)) if text.lstrip("-").isdigit() else None
 
 
 def _sacct_record(line: str) -> JobRecord | None:

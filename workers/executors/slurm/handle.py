@@ -23,6 +23,8 @@ class Handle:
 
     @property
     def process_id(self) -> str:
+        """The name of the job's run dir: the process id, ``<id>-a<N>`` for a retry's job
+        (``workdirs.run_key``)."""
         return self.name.removeprefix("orch-")
 
     @classmethod

@@ -17,7 +17,10 @@ Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``par
 ``account``, ``qos``, ``lost_grace_s``, ``keep_work_dir``):
 
 - ``url``: slurmrestd's address (env ``ORCH_SLURMRESTD_URL``, ``http://127.0.0.1:6820``);
-  ``api_version`` (``v0.0.38``); ``request_timeout_s`` (30).
+  ``request_timeout_s`` (30).
+- ``api_version``: the slurmrestd API version to speak (v0.0.38 ... v0.0.44). Unset (the
+  default), the newest one the daemon serves and this worker knows, read from its OpenAPI
+  document (``rest_versions``); set, that one, refused unless the daemon serves it.
 - ``token_file``: a file holding the token (``SLURM_JWT=...`` as ``scontrol token`` prints
   it, or the bare token), not readable by every user; read again whenever it changes (env
   ``ORCH_SLURM_TOKEN_FILE``). Without it, ``SLURM_JWT`` in the worker's environment.
@@ -30,6 +33,7 @@ Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``par
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -42,25 +46,40 @@ from .batch_script import JobOptions
 from .handle import Handle
 from .job_user import JobUser, local_user
 from .rest_token import token_for
+from .rest_versions import NoCommonVersion, RestVersion, choose, served_versions
+from .sbatch_render import rest_fields
 from .settings import setting
-from .states import JobRecord, exit_from_wait_status
+from .states import JobRecord
 
 UNKNOWN_JOB = 2017  # ESLURM_INVALID_JOB_ID: not known, or purged
 ALREADY_DONE = 2021  # ESLURM_ALREADY_DONE: cancel of a job that has ended
-# What slurmrestd 22.05 answers when slurmctld refuses the token: "Unspecified error" (-1) to
-# a listing, "Zero Bytes were transmitted or received" (5005) to a submission or a cancel.
-REFUSED_TOKEN = {-1, 5005}
+# HTTP statuses that say the token was refused (24.11: 401 without the headers' user, 511
+# with error 1007 when slurmctld refuses it); the error numbers are each version's
+# (``rest_versions.RestVersion.refused_token``).
+REFUSED_STATUS = {401, 511}
+NEGOTIATED_FOR_S = 300  # how long the version read from a daemon is trusted without asking again
 
 
 class RestError(ExecutorError):
     """slurmrestd answered with errors; ``numbers`` holds their Slurm error numbers."""
 
-    def __init__(self, status: int, errors: list[dict], text: str = "", hint: str = ""):
+    def __init__(self, status: int, errors: list[dict], text: str = "", hint: str = "",
+                 job_id: Any = None):
         self.status = status
+        # A job the daemon made all the same (24.11's v0.0.41 and later do, without a field
+        # they could not read): the submitter must not leave it running.
+        self.job_id = str(job_id) if str(job_id or "").isdigit() else None
         numbered = [(e, e.get("error_number", e.get("error_code"))) for e in errors]
         self.numbers = {number for _, number in numbered}  # error_code in submit answers
-        words = "; ".join(f"{e.get('description') or e.get('error')} ({n})" for e, n in numbered)
+        words = "; ".join(f"{_said(e)} ({n})" for e, n in numbered)
         super().__init__(f"slurmrestd answered HTTP {status}: {words or text[:300]}{hint}")
+
+
+def _said(error: dict) -> str:
+    """An error's words: 22.05 puts the specific ones in ``description``, 24.11 in ``error``
+    (``Batch job submission failed: Invalid partition name specified``)."""
+    words = [str(error[k]) for k in ("description", "error") if error.get(k)]
+    return ": ".join(dict.fromkeys(words))
 
 
 class SlurmRestExecutor(SlurmExecutorBase):
@@ -71,7 +90,7 @@ class SlurmRestExecutor(SlurmExecutorBase):
         s = self.settings
         self.url = str(setting(s, "url", "ORCH_SLURMRESTD_URL", "http://127.0.0.1:6820"))
         self.url = self.url.rstrip("/")
-        self.api_version = str(setting(s, "api_version", default="v0.0.38"))
+        self.pinned = setting(s, "api_version")
         self.timeout = float(setting(s, "request_timeout_s", default=30))
         self.tokens = token_for(setting(s, "token_file", "ORCH_SLURM_TOKEN_FILE"))
 
@@ -102,12 +121,57 @@ class SlurmRestExecutor(SlurmExecutorBase):
                                 f"a token for {named}", permanent=True)
         return str(named), token, claims
 
-    def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        """One call to slurmrestd (``path`` under ``/slurm/<api_version>/``): its JSON answer.
-        Raises RestError when Slurm reports errors, ExecutorError when it cannot be reached."""
+    def _headers(self) -> tuple[dict[str, str], str, dict[str, Any]]:
         user, token, claims = self._identity()
-        headers = {"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token}
-        url = f"{self.url}/slurm/{self.api_version}/{path}"
+        return {"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": token}, user, claims
+
+    @property
+    def version(self) -> RestVersion:
+        """The API version spoken to this daemon: negotiated once per NEGOTIATED_FOR_S and
+        process. Raises a permanent ExecutorError naming what the daemon serves when it
+        serves no version this worker knows (or not the pinned one)."""
+        key = (self.url, str(self.pinned or ""))
+        with _NEGOTIATED_LOCK:
+            known = _NEGOTIATED.get(key)
+        if known is not None and time.monotonic() - known[0] < NEGOTIATED_FOR_S:
+            return known[1]
+        try:
+            version = choose(self.served_versions(), str(self.pinned) if self.pinned else None)
+        except NoCommonVersion as exc:
+            raise ExecutorError(f"slurmrestd at {self.url}: {exc}", permanent=True) from None
+        with _NEGOTIATED_LOCK:
+            _NEGOTIATED[key] = (time.monotonic(), version)
+        return version
+
+    def served_versions(self) -> list[str]:
+        """The slurmctld API versions the daemon's OpenAPI document lists (24.11 answers it
+        only to an authenticated request)."""
+        headers, user, claims = self._headers()
+        try:
+            answer = requests.get(f"{self.url}/openapi/v3", headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise ExecutorError(f"slurmrestd at {self.url} did not answer: {exc}") from None
+        if answer.status_code != 200:
+            hint = (self._token_hint(user, claims) if answer.status_code in REFUSED_STATUS
+                    else "")
+            raise ExecutorError(f"slurmrestd at {self.url} answered HTTP {answer.status_code} "
+                                f"to GET /openapi/v3: {answer.text[:200]}{hint}")
+        try:
+            return served_versions(answer.json())
+        except ValueError:
+            raise ExecutorError(f"slurmrestd at {self.url} answered GET /openapi/v3 with no "
+                                f"JSON: {answer.text[:200]}") from None
+
+    def forget_version(self) -> None:
+        with _NEGOTIATED_LOCK:
+            _NEGOTIATED.pop((self.url, str(self.pinned or "")), None)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        """One call to slurmrestd (``path`` under ``/slurm/<version>/``): its JSON answer.
+        Raises RestError when Slurm reports errors, ExecutorError when it cannot be reached."""
+        headers, user, claims = self._headers()
+        version = self.version
+        url = f"{self.url}/slurm/{version.name}/{path}"
         try:
             answer = requests.request(method, url, json=body, headers=headers,
                                       timeout=self.timeout)
@@ -116,18 +180,38 @@ class SlurmRestExecutor(SlurmExecutorBase):
         try:
             data = answer.json()
         except ValueError:
-            raise RestError(answer.status_code, [], answer.text) from None
+            if answer.status_code == 404:  # no such path: the daemon changed its versions
+                self.forget_version()
+            # 24.11 answers a refused token with HTTP 401 and no JSON.
+            hint = self._token_hint(user, claims) if answer.status_code in REFUSED_STATUS else ""
+            raise RestError(answer.status_code, [], answer.text, hint) from None
         errors = data.get("errors") or []
+        if method == "DELETE":
+            errors = errors + version.cancel_errors(data)
         if answer.status_code >= 400 or errors:
             numbers = {e.get("error_number", e.get("error_code")) for e in errors}
-            hint = ""
-            if errors and numbers <= REFUSED_TOKEN:
-                expires = time.strftime("%Y-%m-%d %H:%M:%S",
-                                        time.localtime(claims.get("exp") or 0))
-                hint = (f" (what slurmrestd answers when slurmctld refuses the token: check "
-                        f"the token in {self.tokens.where}, for {user}, expiring {expires})")
-            raise RestError(answer.status_code, errors, answer.text, hint)
+            refused = ((errors and numbers <= version.refused_token)
+                       or answer.status_code in REFUSED_STATUS)
+            hint = self._token_hint(user, claims) if refused else ""
+            raise RestError(answer.status_code, errors, answer.text, hint, data.get("job_id"))
         return data
+
+    def _token_hint(self, user: str, claims: dict[str, Any]) -> str:
+        expires = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(claims.get("exp") or 0))
+        return (f" (what slurmrestd answers when slurmctld refuses the token: check the token "
+                f"in {self.tokens.where}, for {user}, expiring {expires})")
+
+    def cluster_health(self) -> dict[str, Any]:
+        """Whether slurmrestd answers (its ping) and the API version in use, for the
+        worker's heartbeat."""
+        try:
+            self.forget_version()  # read again: a daemon upgraded under the worker shows
+            version = self.version
+            self.request("GET", "ping")
+        except ExecutorError as exc:
+            return {"reachable": False, "rest_api_version": None, "detail": str(exc)}
+        return {"reachable": True, "rest_api_version": version.name,
+                "detail": f"slurmrestd at {self.url} answers; {version.name} in use"}
 
     def job_owner(self) -> JobUser | None:
         if os.geteuid() != 0:
@@ -149,32 +233,29 @@ class SlurmRestExecutor(SlurmExecutorBase):
         except ExecutorError as exc:  # permanent stays permanent: a root token stays refused
             raise ExecutorError(f"listing jobs failed, deciding nothing: {exc}",
                                 permanent=exc.permanent) from None
-        return [_record(job) for job in jobs if job.get("name") in wanted]
+        version = self.version
+        return [_record(job, version) for job in jobs if job.get("name") in wanted]
 
     def ended_jobs(self, handles: list[Handle]) -> list[JobRecord]:
         return []  # no accounting through slurmrestd without slurmdbd: the exit-code file tells
 
     def submit_job(self, spec: JobSpec, options: JobOptions, script: str, env: dict) -> str:
-        job: dict[str, Any] = {
-            "name": options.name,
-            "current_working_directory": str(options.work_dir),
-            "standard_output": str(options.output),
-            "standard_error": str(options.output),
-            "cpus_per_task": options.cpus,
-            "memory_per_node": options.memory_mb,
-            "environment": env,
-        }
-        if options.time_min:
-            job["time_limit"] = options.time_min
-        if options.gpus:
-            job["gres"] = f"gpu:{options.gpus}"
-        for key in ("partition", "account", "qos"):
-            if value := getattr(options, key):
-                job[key] = value
+        version = self.version  # a daemon serving no version we know: a permanent error
         try:
-            answer = self.request("POST", "job/submit", {"job": job, "script": script})
+            answer = self.request("POST", version.submit_path,
+                                  version.submit_body(job_description(options, env), script))
         except RestError as exc:
-            raise submit_error(str(exc)) from None
+            if exc.job_id is None:
+                raise submit_error(str(exc)) from None
+            # Refused, yet submitted without what it could not read: not the job asked for,
+            # and one nobody would follow. Cancel it.
+            try:
+                self.request("DELETE", version.job_path.format(job_id=exc.job_id))
+                fate = "cancelled"
+            except ExecutorError as cancel:
+                fate = f"cancelling it failed: {cancel}"
+            raise ExecutorError(f"Slurm refused the job: {exc} (slurmrestd made it job "
+                                f"{exc.job_id} all the same; {fate})", permanent=True) from None
         job_id = str(answer.get("job_id", ""))
         if not job_id.isdigit():
             raise ExecutorError(f"slurmrestd gave no job id: {answer}")
@@ -182,27 +263,58 @@ class SlurmRestExecutor(SlurmExecutorBase):
 
     def cancel_job(self, handle: Handle) -> None:
         # DELETE names only an id: look first, so a job that merely carries our id is spared.
+        version = self.version
+        path = version.job_path.format(job_id=handle.job_id)
         try:
-            jobs = self.request("GET", f"job/{handle.job_id}").get("jobs") or []
+            jobs = self.request("GET", path).get("jobs") or []
         except RestError as exc:
             if UNKNOWN_JOB in exc.numbers:
                 return
             raise
-        records = [_record(job) for job in jobs]
+        records = [_record(job, version) for job in jobs]
         if not any(r.job_id == handle.job_id and r.name == handle.name for r in records):
             return
         try:
-            self.request("DELETE", f"job/{handle.job_id}")
+            self.request("DELETE", path)
         except RestError as exc:
             if not exc.numbers & {UNKNOWN_JOB, ALREADY_DONE}:
                 raise
 
 
-def _record(job: dict) -> JobRecord:
-    raw = job.get("exit_code")
+_NEGOTIATED: dict[tuple[str, str], tuple[float, RestVersion]] = {}
+_NEGOTIATED_LOCK = threading.Lock()
+
+
+def job_description(options: JobOptions, env: dict) -> dict[str, Any]:
+    """The job as slurmrestd is told of it, in neutral (v0.0.38) names: each version's table
+    (``rest_versions``) maps them to its own."""
+    job: dict[str, Any] = {
+        "name": options.name,
+        "current_working_directory": str(options.work_dir),
+        "standard_output": str(options.output),
+        "standard_error": str(options.output),
+        "cpus_per_task": options.cpus,
+        "memory_per_node": options.memory_mb,
+        "environment": env,
+    }
+    if options.time_min:
+        job["time_limit"] = options.time_min
+    if options.gpus:
+        job["gres"] = f"gpu:{options.gpus}"
+    for key in ("partition", "account", "qos"):
+        if value := getattr(options, key):
+            job[key] = value
+    # The sbatch options (constraint, nodes, mail, chdir, export rules...) as fields.
+    job.update(rest_fields(options.sbatch, gpus=options.gpus, environment=env))
+    return job
+
+
+def _record(job: dict, version: RestVersion) -> JobRecord:
+    submitted = version.submit_time(job.get("submit_time"))
     return JobRecord(
         job_id=str(job.get("job_id")), name=str(job.get("name") or ""),
-        state=str(job.get("job_state") or ""),
-        exit_code=exit_from_wait_status(raw if isinstance(raw, int) else None),
-        reason=str(job.get("state_reason") or ""), submitted=job.get("submit_time"),
+        state=version.job_state(job.get("job_state")),
+        exit_code=version.exit_code(job.get("exit_code")),
+        reason=str(job.get("state_reason") or ""),
+        submitted=float(submitted) if submitted is not None else None,
     )

@@ -2,8 +2,11 @@
 
 ``<work_root>/<process id>/`` (mode 0700) is on a file system the worker and the compute nodes
 both see. The worker writes ``config.json`` (the user's config, passed by path in
-``ORCH_CONFIG_FILE``), ``script`` (the pipeline's script, if any), ``job.sh`` (the batch script)
-and, for a run with secrets, ``secrets.env`` (mode 0600). The job writes ``output.log``,
+``ORCH_CONFIG_FILE``, each dataset field holding its file's path), ``script`` (the pipeline's
+script, if any), ``job.sh`` (the batch script), ``inputs/`` (the datasets, read-only:
+``ORCH_INPUT_DIR``), ``outputs/`` (the job's output dir: ``ORCH_OUTPUT_DIR``) and, for a run
+with secrets, ``secrets.env`` (mode 0600). The outputs spec stays out of the job's reach, in
+``<work_root>/.orch/``. The job writes ``output.log``,
 ``slurm_job_id`` when it starts and ``exit_code`` when its command returns. The worker keeps
 ``handle`` once Slurm took the job.
 
@@ -20,6 +23,7 @@ import re
 from pathlib import Path
 
 from ...contract import JobSpec
+from ...staging import remove_tree
 from ..base import ExecutorError
 from ..workdirs import clean_run_dir, read_from, read_small, write_atomic
 from .batch_script import SECRETS_FILE
@@ -27,6 +31,10 @@ from .handle import PROCESS_ID, Handle
 from .job_user import JobUser
 from .settings import setting
 
+# The datasets, staged read-only (the worker's); the job's output dir (the job's user's).
+INPUTS_DIR, OUTPUTS_DIR = "inputs", "outputs"
+# Under the work root: the worker's own files about runs (0700), out of the jobs' reach.
+PRIVATE_DIR = ".orch"
 SAFE_PATH = re.compile(r"/[A-Za-z0-9_./@+,=-]*")
 TOMBSTONE = {"handle", "claim", "exit_code", "slurm_job_id"}  # outlive release()
 
@@ -75,6 +83,26 @@ def write_inputs(work_dir: Path, spec: JobSpec, script: str, secrets: str | None
         os.fchmod(fd, 0o700)
     finally:
         os.close(fd)
+
+
+def make_output_dir(work_dir: Path, owner: JobUser | None) -> None:
+    """The job's output dir (``ORCH_OUTPUT_DIR``), empty, the job's user's alone."""
+    path = work_dir / OUTPUTS_DIR
+    remove_tree(path)  # a failed start's
+    path.mkdir(mode=0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if owner is not None:
+            os.fchown(fd, owner.uid, owner.gid)
+    finally:
+        os.close(fd)
+
+
+def private_dir(root: Path) -> Path:
+    """``<work_root>/.orch``, the worker's alone (no process id starts with a dot)."""
+    path = root / PRIVATE_DIR
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def saved_handle(work_dir: Path) -> Handle | None:

@@ -43,6 +43,15 @@ SLURM_STATES: dict[str, tuple[State, str]] = {
 }
 
 
+# Slurm states that say why a job ended, as ``Event.reason`` says it (a pipeline's
+# ``retry.on``).
+SLURM_REASONS = {
+    "PREEMPTED": "preempted",
+    "NODE_FAIL": "node_failure",
+    "BOOT_FAIL": "node_failure",
+}
+
+
 def slurm_state_name(raw: str) -> str:
     """``CANCELLED by 0``, ``CANCELLED+``, ``cancelled`` -> ``CANCELLED``."""
     return (raw.split() or [""])[0].rstrip("+").upper()
@@ -77,7 +86,8 @@ def slurm_status(record: JobRecord, exit_file: int | None = None) -> Status:
         return Status(state, code, f"exited with code {code}")
     if not code:  # sacct says 0:0 for a TIMEOUT: trust the state, not that code
         code = None
-    return Status(state, code, f"{meaning} (Slurm {name}{f', {reason}' if reason else ''})")
+    return Status(state, code, f"{meaning} (Slurm {name}{f', {reason}' if reason else ''})",
+                  reason=SLURM_REASONS.get(name, ""))
 
 
 def has_ended(record: JobRecord) -> bool:

@@ -1,10 +1,16 @@
-"""python manage.py create_client NAME: an OAuth2 client-credentials client, printed ready
-for curl (``curl -u ID:SECRET`` does the Basic encoding; no base64 by hand)."""
+"""python manage.py create_client NAME [--team SLUG --role ROLE]: an OAuth2 client-credentials
+client, printed ready for curl (``curl -u ID:SECRET`` does the Basic encoding; no base64 by
+hand), in a team: the one named, or without --team a new team named after the client.
 
-from django.contrib.auth import get_user_model
+The client is made by the same service as ``POST /api/teams/<slug>/clients/``
+(apps.teams.services.team_client_create), audit entry included (by "system")."""
+
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from oauth2_provider.generators import generate_client_secret
-from oauth2_provider.models import get_application_model
+
+from apps.teams.models import Team
+from apps.teams.roles import Role
+from apps.teams.services import team_client_create
 
 
 class Command(BaseCommand):
@@ -13,30 +19,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("name")
         parser.add_argument("--staff", action="store_true",
-                            help="the client sees and stops every process, not only its own")
+                            help="the client also sees every pool's workers and the health "
+                                 "details (no team's processes)")
+        parser.add_argument("--team", default=None,
+                            help="the slug of the team it joins (default: a new team named "
+                                 "after the client)")
+        parser.add_argument("--role", choices=Role.values, default=Role.OPERATOR,
+                            help="its role in that team (default: operator, which submits)")
         parser.add_argument("--format", choices=["text", "env", "json"], default="text")
         parser.add_argument("--url", default="http://127.0.0.1:8000",
                             help="the base URL shown in the curl example")
 
-    def handle(self, *args, name, staff, format, url, **options):
-        Application = get_application_model()
-        if Application.objects.filter(name=name).exists():
-            raise CommandError(f"a client named {name!r} exists already; pick another name")
-        username = f"client-{name}"
-        # Never adopt an existing user: it may be staff (or anyone's) and the new client
-        # would inherit its rights and its processes.
-        if get_user_model().objects.filter(username=username).exists():
-            raise CommandError(f"a user named {username!r} exists already; pick another client "
-                               "name, or delete that user first")
-        user = get_user_model().objects.create(username=username, is_staff=staff)
-        secret = generate_client_secret()
-        app = Application.objects.create(
-            name=name,
-            user=user,
-            client_type=Application.CLIENT_CONFIDENTIAL,
-            authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
-            client_secret=secret,  # hashed on save: this is the only time it is shown
-        )
+    def handle(self, *args, name, staff, team, role, format, url, **options):
+        joins = None
+        if team is not None and (joins := Team.objects.filter(slug=team).first()) is None:
+            raise CommandError(f"no team {team!r}; create it first: manage.py create_team {team}")
+        try:
+            app, secret = team_client_create(joins, name, role, staff=staff)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
         if format == "env":
             self.stdout.write(f"export ORCH_CLIENT_ID={app.client_id}\n"
                               f"export ORCH_CLIENT_SECRET={secret}")
