@@ -110,7 +110,8 @@ def rows(results: dict) -> list[Row]:
         "end_to_end", 2, f"{e2e['ours']['processes']:,} no-op processes, submit to "
         "SUCCEEDED (per s)", _n(e2e["ours"]["per_second"], 1),
         f"raw Celery {_n(e2e['raw_celery']['per_second'], 1)}",
-        f"{e2e['ratio'] * 100:.0f} %", ">= 30 %", _met(e2e["ratio"] >= 0.30)))
+        f"{e2e['ratio'] * 100:.0f} %", ">= 15 %, then >= 30 %",
+        f"15 %: {_met(e2e['ratio'] >= 0.15)}, 30 %: {_met(e2e['ratio'] >= 0.30)}"))
     # Submit to RUNNING as a client sees it (the RUNNING event recorded): from the POST on
     # local and Slurm, from the target's own start of the job on Docker (the container's
     # StartedAt), with the other figure beside it.
@@ -243,12 +244,14 @@ workers of the Docker and Slurm pools; it stops all of them at the end. Results 
 
 ## What each row measures
 
-1. **Submit**: authenticated (OAuth2 bearer token), validated (JSON Schema), persisted and
-   published `POST /api/processes/` under gunicorn (2 workers, 4 threads) with {clients}
-   concurrent keep-alive clients, in alternating rounds with the baseline: a plain DRF
-   `CreateAPIView` with a `ModelSerializer` that inserts one row, behind the same
-   authentication and permission classes. Nothing consumes the published job specs (a pool
-   with no worker), so this is the API alone.
+1. **Submit**: authenticated (OAuth2 bearer token), validated (JSON Schema) and persisted
+   (the process, its first event, attempt and audit entry in one transaction; the relay
+   publishes it after the answer) `POST /api/processes/` under gunicorn (2 workers, 4
+   threads) with {clients} concurrent keep-alive clients, in alternating rounds with the
+   baseline: a plain DRF `CreateAPIView` with a `ModelSerializer` that inserts one row,
+   behind django-oauth-toolkit's token check (the API's authentication class with its cache
+   of checked tokens off) and the same permission class. Nothing consumes the published job
+   specs (a pool with no worker), so this is the API alone.
 2. **End to end**: no-op processes (`true`) on the local pool, posted through the API by
    {clients} clients, until every one is SUCCEEDED (the time of the last `finished_at`). The
    baseline: as many trivial Celery tasks with the same reliable settings (acks late, prefetch

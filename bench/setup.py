@@ -211,6 +211,10 @@ def token_get(base_url: str, client_id: str, secret: str) -> str:
 # --- the scale benchmark's rows -----------------------------------------------------------------
 
 SCALE_CLIENT = "bench-scale"
+# The scale rows' pool: defined by no file, so nothing admits, publishes or resends the 1 % of
+# them still waiting (on pool local, the poll loop's resend of old QUEUED specs kept its worker
+# busy with them, and the start latency row after them never saw its run start).
+SCALE_POOL = "bench-scale"
 
 GENERATE_SQL = """
 INSERT INTO processes_process (
@@ -219,28 +223,29 @@ INSERT INTO processes_process (
     log_truncated, idempotency_key, stop_requested_at, missing_since, created_at, updated_at,
     queued_at, submitted_at, started_at, finished_at)
 SELECT gen_random_uuid(), %(pipeline)s, %(version)s, %(owner)s, %(application)s, %(team)s,
-       jsonb_build_object('name', 'row ' || g), s.state, 'local', 'local',
-       CASE WHEN s.state = 'QUEUED' THEN '' ELSE g::text END,
-       CASE WHEN s.state = 'QUEUED' THEN '' ELSE 'bench-host' END,
+       jsonb_build_object('name', 'row ' || g), s.state, 'local', %(pool)s,
+       CASE WHEN s.state = 'PENDING' THEN '' ELSE g::text END,
+       CASE WHEN s.state = 'PENDING' THEN '' ELSE 'bench-host' END,
        CASE s.state WHEN 'SUCCEEDED' THEN 0 WHEN 'FAILED' THEN 1 WHEN 'STOPPED' THEN 143 END,
        CASE s.state WHEN 'SUCCEEDED' THEN 'finished' WHEN 'FAILED' THEN 'exited with code 1'
             WHEN 'STOPPED' THEN 'stopped on request' ELSE '' END,
        40, 40, '', false, NULL, NULL, NULL,
-       t.at, t.at + interval '3 seconds', t.at,
-       CASE WHEN s.state = 'QUEUED' THEN NULL ELSE t.at + interval '1 second' END,
-       CASE WHEN s.state = 'QUEUED' THEN NULL ELSE t.at + interval '1 second' END,
-       CASE WHEN s.state = 'QUEUED' THEN NULL ELSE t.at + interval '3 seconds' END
+       t.at, t.at + interval '3 seconds',
+       CASE WHEN s.state = 'PENDING' THEN NULL ELSE t.at END,
+       CASE WHEN s.state = 'PENDING' THEN NULL ELSE t.at + interval '1 second' END,
+       CASE WHEN s.state = 'PENDING' THEN NULL ELSE t.at + interval '1 second' END,
+       CASE WHEN s.state = 'PENDING' THEN NULL ELSE t.at + interval '3 seconds' END
 FROM generate_series(1, %(count)s) AS g,
      LATERAL (SELECT now() - interval '1 hour' - g * interval '2 seconds' AS at) AS t,
-     LATERAL (SELECT CASE WHEN g %% 100 = 0 THEN 'QUEUED' WHEN g %% 50 = 1 THEN 'FAILED'
+     LATERAL (SELECT CASE WHEN g %% 100 = 0 THEN 'PENDING' WHEN g %% 50 = 1 THEN 'FAILED'
                           WHEN g %% 97 = 3 THEN 'STOPPED' ELSE 'SUCCEEDED' END AS state) AS s
 """
 
 
 def scale_rows(count: int) -> dict:
     """``count`` processes of one client, generated directly in PostgreSQL (not through the
-    API): finished runs spread over the past weeks and 1 % still QUEUED, with no handle, so
-    the poll loop has nothing to ask about them. Kept between runs of the same size."""
+    API): finished runs spread over the past weeks and 1 % still waiting (PENDING) on a pool no
+    file defines, so neither admission nor the poll loop has anything to do with them."""
     from django.db import connection
     from oauth2_provider.models import get_application_model
 
@@ -263,6 +268,7 @@ def scale_rows(count: int) -> dict:
                 "pipeline": version.pipeline_id, "version": version.pk,
                 "owner": application.user_id, "application": application.pk,
                 "team": application.team_memberships.get().team_id, "count": count,
+                "pool": SCALE_POOL,
             })
             cursor.execute("ANALYZE processes_process")
         generated = True

@@ -2,6 +2,7 @@
 every state it went through, and its log chunks the bounded copy of its output."""
 
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from django.conf import settings
@@ -19,6 +20,12 @@ STATE_CHOICES = [(s.value, s.value) for s in State]
 ACTIVE_VALUES = sorted(s.value for s in ACTIVE_STATES)
 # A POST's ``priority``: its place among its team's waiting processes on its pool.
 PRIORITY_MIN, PRIORITY_MAX = -10, 10
+
+
+@dataclass(frozen=True)
+class CreatedRows:
+    attempts: list
+    dataset_uses: list
 
 
 class Process(models.Model):
@@ -109,6 +116,9 @@ class Process(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Not a column: the first attempt and dataset uses ``process_create`` made with this row,
+    # set on the instance it returns so that the create's answer reads nothing back.
+    rows_created: CreatedRows | None = None
 
     class Meta:
         # A list, not a tuple: the migrations record lists, and makemigrations would take a

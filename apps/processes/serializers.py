@@ -319,12 +319,16 @@ class ProcessDetailSerializer(ProcessSerializer):
 
     @extend_schema_field(ProcessDatasetSerializer(many=True))
     def get_datasets(self, process):
-        uses = process.dataset_uses.select_related("dataset").order_by("pk")
+        created = process.rows_created  # a process just created: its uses are at hand
+        uses = created.dataset_uses if created else (
+            process.dataset_uses.select_related("dataset").order_by("pk"))
         return ProcessDatasetSerializer(uses, many=True).data
 
     def to_representation(self, process):
         body = super().to_representation(process)
-        body["attempts"] = ProcessAttemptSerializer(process.attempts.all(), many=True).data
+        created = process.rows_created
+        attempts = created.attempts if created else process.attempts.all()
+        body["attempts"] = ProcessAttemptSerializer(attempts, many=True).data
         body["datasets"] = self.get_datasets(process)
         return body
 

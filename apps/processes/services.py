@@ -34,7 +34,7 @@ from apps.processes.input_limits import (
     text_problems,
     value_problems,
 )
-from apps.processes.models import Process, ProcessEvent
+from apps.processes.models import CreatedRows, Process, ProcessEvent
 from apps.processes.run_options import (
     as_request,
     env_errors,
@@ -226,12 +226,12 @@ def process_create(
                 idempotency_key=key,
                 priority=priority,
             )
-            uses_record(process, refs)  # checked again under lock: none deleted meanwhile
+            uses = uses_record(process, refs)  # checked again under lock: none deleted since
             ProcessEvent.objects.create(
                 process=process, to_state=State.PENDING, source=source,
                 detail=f"{pipeline_version} by {owner or application or 'anonymous'}",
             )
-            attempt_first(process)
+            attempt = attempt_first(process)
             audit_record(actor, audit_action, team=team, target=f"process {process.pk}",
                          detail={"pipeline": pipeline, "version": pipeline_version.number,
                                  **({"source": source} if source != "api" else {})})
@@ -240,6 +240,8 @@ def process_create(
         if key and (first := Process.objects.filter(idempotency_key=key).first()):
             return _replay(first, **request), False  # the same key won a race a moment ago
         raise
+    # What the answer shows of them, known here: serializing it reads nothing back.
+    process.rows_created = CreatedRows(attempts=[attempt], dataset_uses=uses)
     return process, True
 
 
