@@ -395,6 +395,29 @@ def test_a_refused_submission_leaves_no_job_even_when_slurmrestd_made_one(
         assert "all the same; cancelled" in str(raised.value)
 
 
+def test_a_job_slurm_queues_to_wait_is_submitted_not_refused(executor, make_spec,
+                                                              monkeypatch):
+    """22.05's slurmrestd answers a job queued while its node is down (as just after
+    slurmctld restarts) with HTTP 200, error 2068 and the job's id: the job waits in
+    Slurm's queue, so it is followed, not cancelled and failed as a refusal."""
+    real = executor.request
+
+    def node_briefly_down(method, path, body=None):
+        answer = real(method, path, body)
+        if method == "POST" and path.endswith("submit"):
+            raise rest.RestError(200, [{"error_code": 2068, "error": "Required node not "
+                                        "available (down, drained or reserved)"}],
+                                 job_id=answer["job_id"])
+        return answer
+
+    monkeypatch.setattr(executor, "request", node_briefly_down)
+    spec = make_spec("ok")
+    sub = executor.submit(spec)
+    monkeypatch.undo()
+    events = poll_until(executor, item_for(spec, sub.handle), ended)
+    assert events[-1].state == State.SUCCEEDED, events[-1].message
+
+
 def test_the_shipped_hello_slurm_rest_pipeline_runs(make_spec, work_root):
     pipeline, settings = shipped_pipeline("hello-slurm-rest", work_root)
     executor = SlurmRestExecutor(pipeline["pool"], settings)

@@ -32,6 +32,7 @@ Pool settings, besides those of :class:`SlurmExecutorBase` (``work_root``, ``par
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -51,8 +52,27 @@ from .sbatch_render import rest_fields
 from .settings import setting
 from .states import JobRecord
 
+log = logging.getLogger(__name__)
+
 UNKNOWN_JOB = 2017  # ESLURM_INVALID_JOB_ID: not known, or purged
 ALREADY_DONE = 2021  # ESLURM_ALREADY_DONE: cancel of a job that has ended
+# Errors slurmctld answers a submission with while it queues the job all the same, to wait
+# (job_allocate's "not fatal, but can't be scheduled right now"): 23.02's slurmrestd and later
+# take these as a submission with a warning, 22.05's answers them as errors beside the job
+# id. Seen when a node is briefly down after slurmctld restarts (NODE_NOT_AVAIL).
+QUEUED_ALL_THE_SAME = {
+    2015,  # ESLURM_REQUESTED_PART_CONFIG_UNAVAILABLE
+    2016,  # ESLURM_NODES_BUSY
+    2042,  # ESLURM_JOB_HELD
+    2050,  # ESLURM_ACCOUNTING_POLICY
+    2055,  # ESLURM_RESERVATION_BUSY
+    2056,  # ESLURM_RESERVATION_NOT_USABLE
+    2059,  # ESLURM_PORTS_BUSY
+    2068,  # ESLURM_NODE_NOT_AVAIL: "Required node not available (down, drained or reserved)"
+    2074,  # ESLURM_QOS_THRES
+    2100,  # ESLURM_BURST_BUFFER_WAIT
+    2101,  # ESLURM_PARTITION_DOWN
+}
 # HTTP statuses that say the token was refused (24.11: 401 without the headers' user, 511
 # with error 1007 when slurmctld refuses it); the error numbers are each version's
 # (``rest_versions.RestVersion.refused_token``).
@@ -247,6 +267,9 @@ class SlurmRestExecutor(SlurmExecutorBase):
         except RestError as exc:
             if exc.job_id is None:
                 raise submit_error(str(exc)) from None
+            if exc.status < 400 and exc.numbers and exc.numbers <= QUEUED_ALL_THE_SAME:
+                log.info("job %s queued to wait: %s", exc.job_id, exc)
+                return exc.job_id
             # Refused, yet submitted without what it could not read: not the job asked for,
             # and one nobody would follow. Cancel it.
             try:
