@@ -27,7 +27,8 @@
 #
 # Idempotent: a second `start` finds everything answering and returns in about a second; the
 # root file system (about 450 MB, about 90 s to make) is reused while it holds the
-# packages. Runs as root. Environment: ORCH_SLURM24_ROOTFS (var/slurm24/rootfs),
+# packages, and a fresh copy of it is kept in ORCH_CACHE_DIR (~/.cache/orchestration) for the
+# next checkout. Runs as root. Environment: ORCH_SLURM24_ROOTFS (var/slurm24/rootfs),
 # ORCH_SLURM24_MIRROR (the Debian mirror of /etc/apt/sources.list*), ORCH_SLURM_HOME,
 # ORCH_SLURM_PORT, ORCH_SLURM_JOB_USER (orch-slurm), ORCH_SLURMRESTD_USER (slurmrest),
 # ORCH_SLURM_TOKEN_LIFESPAN_S (86400), ORCH_SLURM_MIN_JOB_AGE (300), ORCH_SLURM_WAIT_S (60),
@@ -98,8 +99,35 @@ add_packages() {  # a root file system made with fewer packages gets the missing
     printf '%s' "$PACKAGES" >"$ROOTFS/.orch-ready"
 }
 
+# A copy of the fresh root file system kept outside the checkout, by suite and packages: a new
+# clone (CI's, a second worktree) unpacks it in seconds instead of debootstrapping again.
+CACHE_DIR=${ORCH_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/orchestration}
+CACHED=$CACHE_DIR/slurm24-rootfs-$SUITE-$(printf '%s' "$PACKAGES" | sha256sum | cut -c1-12).tar
+
+rootfs_from_cache() {
+    [[ -s $CACHED ]] || return 1
+    local started=$SECONDS
+    rm -rf "$ROOTFS.tmp"
+    mkdir -p "$ROOTFS.tmp"
+    if ! tar -C "$ROOTFS.tmp" --numeric-owner -xpf "$CACHED" 2>/dev/null; then
+        say "the cached root file system $CACHED is unreadable: making it again"
+        rm -rf "$ROOTFS.tmp" "$CACHED"
+        return 1
+    fi
+    rm -rf "$ROOTFS"
+    mv "$ROOTFS.tmp" "$ROOTFS"
+    say "root file system unpacked from $CACHED in $((SECONDS - started)) s"
+}
+
+rootfs_to_cache() {  # best effort: without room for it, the next clone debootstraps again
+    mkdir -p "$CACHE_DIR"
+    tar -C "$ROOTFS" --numeric-owner -cpf "$CACHED.tmp" . 2>/dev/null \
+        && mv "$CACHED.tmp" "$CACHED" || { rm -f "$CACHED.tmp"; say "not cached: $CACHED"; }
+}
+
 make_rootfs() {
     if rootfs_ready; then add_packages; return 0; fi
+    rootfs_from_cache && return 0
     command -v debootstrap >/dev/null || {
         say "installing debootstrap"
         DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y \
@@ -119,6 +147,7 @@ make_rootfs() {
     rm -rf "$ROOTFS"
     mv "$ROOTFS.tmp" "$ROOTFS"
     say "root file system ready in $((SECONDS - started)) s"
+    rootfs_to_cache
 }
 
 same_user_inside() {  # the host's user NAME in the root file system, with the host's uid/gid
