@@ -11,9 +11,12 @@ import select
 
 import psycopg2
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from kombu import Connection
 
+from apps.pipelines.models import Pool
 from apps.processes import messaging, relay
 from apps.processes.models import Process, ProcessAttempt
 from apps.processes.relay import relay_round
@@ -43,12 +46,13 @@ def queue(pipelines, monkeypatch):
         channel.queue_declare(queue=name, durable=True, auto_delete=False)
         channel.queue_purge(name)
 
-        def taken() -> list[str]:
-            ids = []
+        def taken(whole: bool = False) -> list:
+            """The process ids of the specs sent (``whole``: the specs)."""
+            specs = []
             while (message := channel.basic_get(name, no_ack=True)) is not None:
                 envelope = json.loads(message.body)[0][0]  # Celery's: (args, kwargs, embed)
-                ids.append(verify(envelope, "spec", "local")["process_id"])
-            return ids
+                specs.append(verify(envelope, "spec", "local"))
+            return specs if whole else [spec["process_id"] for spec in specs]
 
         yield taken
         channel.queue_purge(name)
@@ -82,6 +86,30 @@ def test_a_round_publishes_every_admitted_one_in_batches_of_the_setting(api, que
     assert sorted(queue()) == sorted(ids)
     assert set(Process.objects.filter(pk__in=ids).values_list("state", flat=True)) == {
         State.QUEUED}
+
+
+def test_a_batch_reads_its_datasets_once_however_many_processes_it_holds(
+        api, queue, settings, tmp_path):
+    """The specs of a batch carry each process's staged inputs; reading them costs the
+    round the same queries for 2 processes as for 8 (a sweep publishes thousands)."""
+    settings.DATA_STORAGE_URL = f"file://{tmp_path}/storage"
+    Pool.objects.filter(name="local").update(capacity=100)
+    dataset = api.post("/api/datasets/", {"file": SimpleUploadedFile("in.txt", b"words")},
+                       format="multipart").json()["id"]
+
+    def round_of(count: int) -> int:
+        for _ in range(count):
+            answer = api.post(PROCESSES, {"pipeline": "checksum",
+                                          "used_config": {"input": dataset}}, format="json")
+            assert answer.status_code == 201, answer.content
+        with CaptureQueriesContext(connection) as queries:
+            assert relay_round() == count
+        return len(queries)
+
+    assert round_of(2) == round_of(8)
+    specs = queue(whole=True)
+    assert len(specs) == 10
+    assert {spec["inputs"][0]["dataset"] for spec in specs} == {dataset}
 
 
 def test_a_rolled_back_create_is_never_published(queue, pipelines):

@@ -101,6 +101,7 @@ def publish_batch(publisher: SpecPublisher) -> int:
             Process.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(state=State.PENDING, admitted_at__isnull=False)
             .select_related("pipeline", "pipeline_version", "pipeline_version__pool")
+            .prefetch_related("dataset_uses__dataset")  # the specs' inputs, in one query
             .order_by("admitted_at", "created_at")[:settings.RELAY_BATCH])
         if not batch:
             return 0
