@@ -22,7 +22,7 @@ ROW_IDS = (
     "start_latency_local", "start_latency_docker", "start_latency_slurm",
     "status_read", "detail_read", "list_read", "list_page_100", "list_filtered",
     "poll_calls_slurm", "poll_calls_docker", "poll_calls_ecs",
-    "rss_web", "rss_worker",
+    "rss_web", "rss_worker", "sweep_accepted", "sweep_queued", "poll_cycle_cpu",
 )
 
 
@@ -179,6 +179,40 @@ def rows(results: dict) -> list[Row]:
         f"{foot['worker_idle_kib'] / 1024:.0f} MiB",
         f"raw Celery worker {foot['baseline_worker_idle_kib'] / 1024:.0f} MiB",
         f"{foot['worker_idle_kib'] / foot['baseline_worker_idle_kib']:.2f}x"))
+    out += _sub_benchmark_rows(results)
+    return out
+
+
+def _sub_benchmark_rows(results: dict) -> list[Row]:
+    """Rows 7 and 8: a sweep (``bench.sweep``) and the poll cycle (``bench.poll_cycle``)."""
+    out: list[Row] = []
+    sweep = results.get("sweep") or {"missing": "not run"}
+    if "missing" in sweep:
+        out += [Row("sweep_accepted", 7, "a sweep, POST /api/sweeps/ to its 202",
+                    f"not measured: {sweep['missing']}"),
+                Row("sweep_queued", 7, "a sweep, all QUEUED", f"not measured: {sweep['missing']}")]
+    else:
+        runs = f"{sweep['size']:,}"
+        out.append(Row(
+            "sweep_accepted", 7, f"a sweep of {runs} runs, POST /api/sweeps/ to its 202 (s)",
+            f"{sweep['accepted_s']:.2f}", f"web worker grew {sweep['web_worker_rss_growth_mib']}"
+            " MiB", "", "< 5 s, memory flat", _met(sweep["accepted_s"] < 5)))
+        queued = sweep.get("all_queued_s")
+        out.append(Row(
+            "sweep_queued", 7, f"a sweep of {runs} runs, all QUEUED after its pool resumes (s)",
+            f"{queued:.2f}" if queued is not None else
+            f"not all: {sweep['queued']:,} in time", f"{sweep.get('queued_per_s')} per s", "",
+            "< 20 s", _met(queued is not None and queued < 20)))
+    cycle = results.get("poll_cycle") or {"missing": "not run"}
+    if "missing" in cycle:
+        out.append(Row("poll_cycle_cpu", 8, "control plane's poll cycle, CPU",
+                       f"not measured: {cycle['missing']}"))
+    else:
+        out.append(Row(
+            "poll_cycle_cpu", 8, f"control plane's poll cycle, {cycle['live']:,} live Slurm "
+            "processes, CPU p50 / max (s)", f"{cycle['cpu_s_p50']} / {cycle['cpu_s_max']}",
+            f"wall {cycle['wall_s_p50']} s, {cycle['messages_per_cycle']} message(s)", "",
+            "< 1 s", _met(cycle["cpu_s_p50"] < 1)))
     return out
 
 
@@ -271,11 +305,24 @@ workers of the Docker and Slurm pools; it stops all of them at the end. Results 
    `bench/ecs_poll.py` (ECS on moto, its emulator).
 6. **Footprint**: resident memory (RSS) of the web process (gunicorn's master and workers)
    and of a worker of the local pool, idle, against a raw Celery worker with the same settings.
+7. **Sweep**: `python -m bench.sweep --size 10000 --paused`, run by this one with its own
+   database, vhost and stack: one `POST /api/sweeps/` of a 100 x 100 grid (`lr` x `seed`) of
+   a no-op pipeline, to its 202 with the pool paused (every run checked; the processes, their
+   first events and attempts inserted and committed), then from the pool's resume until every
+   run is QUEUED (admitted and published by the relay, in batches). No worker takes the specs.
+8. **Poll cycle**: `python -m bench.poll_cycle`, likewise: the control plane's `pools_poll()`
+   with that many live Slurm processes (its section below).
+
+{notes}
 
 {admission}
 
 {poll_cycle}
 """
+# Between these marks: what the team wrote about the runs (what each change bought, what is
+# missed and why), kept as it is when the table is rewritten.
+NOTES_START, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
+
 ADMISSION_UNMEASURED = "Admission: not measured yet (`.venv/bin/python -m bench.admission`)."
 
 
@@ -291,7 +338,9 @@ def write_docs(results: dict, table_text: str, path: Path) -> None:
     text = path.read_text() if path.exists() else ""
     kept = section_of(text) if text else None
     cycle = poll_cycle.section_of(text) if text else None
+    start, end = text.find(NOTES_START), text.find(NOTES_END)
+    notes = text[start:end + len(NOTES_END)] if -1 < start < end else f"{NOTES_START}\n{NOTES_END}"
     path.write_text(DOCS.format(table=table_text, clients=results["settings"]["clients"],
                                 minutes=max(1, round(results["seconds"] / 60)),
-                                admission=kept or ADMISSION_UNMEASURED,
+                                notes=notes, admission=kept or ADMISSION_UNMEASURED,
                                 poll_cycle=cycle or POLL_CYCLE_UNMEASURED))

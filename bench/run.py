@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         results = measure(args, size_name, size, run_dir, log_dir)
+        results.update(sub_benchmarks(args))
         ok = True
     finally:
         if ok and not args.keep_logs:
@@ -84,6 +87,36 @@ def main(argv: list[str] | None = None) -> int:
         report.write_docs(results, table, docs)
         say(f"table kept in {docs}")
     return 0
+
+
+# Measured by modules of their own (each its own database, vhost and stack), run after the
+# others so that the table has every goal's row: a sweep of this many runs, and the control
+# plane's poll cycle.
+SWEEP_SIZES = {"full": 10_000, "small": 200}
+
+
+def sub_benchmarks(args) -> dict:
+    """The figures of ``bench.sweep`` and ``bench.poll_cycle``, run as they are run alone;
+    a module that fails leaves its rows saying so, not the whole run."""
+    size = "small" if args.small else "full"
+    runs = {
+        "sweep": ["bench.sweep", "--size", str(SWEEP_SIZES[size]), "--paused",
+                  "--database", f"{args.database}_sweep", "--vhost", f"{args.vhost}-sweep"],
+        "poll_cycle": ["bench.poll_cycle", *(["--small"] if args.small else []),
+                       "--database", f"{args.database}_poll", "--vhost", f"{args.vhost}-poll"],
+    }
+    found: dict = {}
+    for key, argv in runs.items():
+        say(f"{len(found) + 7}. {argv[0]}")
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            done = subprocess.run([sys.executable, "-m", *argv, "--json", out.name],
+                                  cwd=ROOT, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                found[key] = {"missing": f"python -m {argv[0]} failed: "
+                                         f"{(done.stderr.strip().splitlines() or ['?'])[-1]}"}
+                continue
+            found[key] = json.loads(Path(out.name).read_text())
+    return found
 
 
 def say(text: str) -> None:
