@@ -68,6 +68,7 @@ class Caller:
         """The caller acting as ``application`` (a token's client) or else as ``user``."""
         authenticated = user is not None and getattr(user, "is_authenticated", False)
         # The teams come with the roles (one query): a submit needs its team's row.
+        held: list[TeamClient] | list[TeamMember]
         if application is not None:
             held = list(TeamClient.objects.filter(application=application).select_related("team"))
         elif authenticated and user.is_active:
