@@ -121,6 +121,9 @@ rootfs_from_cache() {
 
 rootfs_to_cache() {  # best effort: without room for it, the next clone debootstraps again
     mkdir -p "$CACHE_DIR"
+    # One copy only: those of other packages or suites are what this script no longer makes.
+    find "$CACHE_DIR" -maxdepth 1 -name 'slurm24-rootfs-*.tar' ! -name "$(basename "$CACHED")" \
+        -delete
     tar -C "$ROOTFS" --numeric-owner -cpf "$CACHED.tmp" . 2>/dev/null \
         && mv "$CACHED.tmp" "$CACHED" || { rm -f "$CACHED.tmp"; say "not cached: $CACHED"; }
 }
