@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import report, setup
+from bench import page, report, setup
 
 POOL = "bench-admission"
 PIPELINE = "bench-admit"
@@ -160,7 +160,8 @@ def measure(size: dict) -> dict:
 
 
 # Its section of docs/benchmarks.md, between these marks: ``python -m bench`` keeps it.
-MARK_START, MARK_END = "<!-- bench.admission -->", "<!-- /bench.admission -->"
+SECTION = "bench.admission"  # its section of docs/benchmarks.md (bench.page)
+MARK_START, MARK_END = page.marks(SECTION)
 DOCS = setup.ROOT / "docs" / "benchmarks.md"
 
 
@@ -197,19 +198,6 @@ bench's own database (`orchestration_bench_admission`) and removed at the end.
 {MARK_END}"""
 
 
-def section_of(text: str) -> str | None:
-    """The section in a page's text, marks included; None when it has none."""
-    start, end = text.find(MARK_START), text.find(MARK_END)
-    if start < 0 or end < start:
-        return None
-    return text[start:end + len(MARK_END)]
-
-
-def docs_write(path: Path, new: str) -> None:
-    """Put ``new`` in place of the page's section, or at its end when it has none."""
-    text = path.read_text()
-    old = section_of(text)
-    path.write_text(text.replace(old, new) if old else text.rstrip("\n") + "\n\n" + new + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     if not args.small:
-        docs_write(DOCS, text)
+        page.section_write(DOCS, SECTION, text)
         print(f"bench: kept in {DOCS}", file=sys.stderr)
     return 0
 

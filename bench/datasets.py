@@ -22,7 +22,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -53,17 +52,9 @@ def say(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(tempfile.mkdtemp(prefix="orchestration-bench-datasets-"))
-    say(f"{args.size_mib} MiB; files and logs in {run_dir}")
-    ok = False
-    try:
+    with setup.run_dir("orchestration-bench-datasets-", say, args.keep) as run_dir:
+        say(f"{args.size_mib} MiB; files and logs in {run_dir}")
         results = measure(args, run_dir)
-        ok = True
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif not ok:
-            say(f"failed; the logs are kept in {run_dir / 'logs'}")
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -71,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args: argparse.Namespace, run_dir: Path) -> dict:
-    (run_dir / "logs").mkdir()
     (run_dir / "tmp").mkdir()
     size = args.size_mib * 1024 * 1024
     env = {**os.environ, **setup.services_env(args.database, args.vhost)}

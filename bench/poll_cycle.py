@@ -23,13 +23,14 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import setup
+from bench import page, setup
 from bench.admission import measured_on
 
 POOL, PIPELINE = "slurm-main", "hello-slurm"
 SIZES = {"full": {"live": 10_000, "cycles": 10}, "small": {"live": 1_000, "cycles": 3}}
 BULK = 2_000
-MARK_START, MARK_END = "<!-- bench.poll_cycle -->", "<!-- /bench.poll_cycle -->"
+SECTION = "bench.poll_cycle"  # its section of docs/benchmarks.md (bench.page)
+MARK_START, MARK_END = page.marks(SECTION)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,19 +146,6 @@ is not in it. The processes are made in bulk in `orchestration_bench_poll` and r
 {MARK_END}"""
 
 
-def section_of(text: str) -> str | None:
-    """Its section in a page's text, marks included; None when it has none."""
-    start, end = text.find(MARK_START), text.find(MARK_END)
-    if start < 0 or end < start:
-        return None
-    return text[start:end + len(MARK_END)]
-
-
-def docs_write(path: Path, new: str) -> None:
-    """Put ``new`` in place of the page's section, or at its end when it has none."""
-    text = path.read_text()
-    old = section_of(text)
-    path.write_text(text.replace(old, new) if old else text.rstrip("\n") + "\n\n" + new + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     if not args.small:
-        docs_write(DOCS, text)
+        page.section_write(DOCS, SECTION, text)
         print(f"bench: kept in {DOCS}", file=sys.stderr)
     return 0
 

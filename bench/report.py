@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench import page
 from testbed.services import ROOT
 
 RESULTS = ROOT / "bench" / "results"
@@ -321,7 +322,7 @@ workers of the Docker and Slurm pools; it stops all of them at the end. Results 
 """
 # Between these marks: what the team wrote about the runs (what each change bought, what is
 # missed and why), kept as it is when the table is rewritten.
-NOTES_START, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
+NOTES = "notes"
 
 ADMISSION_UNMEASURED = "Admission: not measured yet (`.venv/bin/python -m bench.admission`)."
 
@@ -330,16 +331,14 @@ POLL_CYCLE_UNMEASURED = "Poll cycle: not measured yet (`.venv/bin/python -m benc
 
 
 def write_docs(results: dict, table_text: str, path: Path) -> None:
-    # Their sections are their own runs': kept as they are.
-    from bench import poll_cycle
-    from bench.admission import section_of
+    # Their sections are their own runs', and the notes the team's: kept as they are.
+    from bench import admission, poll_cycle
 
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text() if path.exists() else ""
-    kept = section_of(text) if text else None
-    cycle = poll_cycle.section_of(text) if text else None
-    start, end = text.find(NOTES_START), text.find(NOTES_END)
-    notes = text[start:end + len(NOTES_END)] if -1 < start < end else f"{NOTES_START}\n{NOTES_END}"
+    kept = page.section_of(text, admission.SECTION)
+    cycle = page.section_of(text, poll_cycle.SECTION)
+    notes = page.section_of(text, NOTES) or "\n".join(page.marks(NOTES))
     path.write_text(DOCS.format(table=table_text, clients=results["settings"]["clients"],
                                 minutes=max(1, round(results["seconds"] / 60)),
                                 notes=notes, admission=kept or ADMISSION_UNMEASURED,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,21 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("latency_samples", "target_samples", "poll_handles"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
-    run_dir = Path(tempfile.mkdtemp(prefix="orchestration-bench-"))
-    run_dir.chmod(0o711)  # local jobs run as a user of their own, who must pass through it
-    log_dir = run_dir / "logs"
-    log_dir.mkdir()
-    say(f"size {size_name}; logs in {log_dir}")
-    ok = False
-    try:
+    with setup.run_dir("orchestration-bench-", say, args.keep_logs) as run_dir:
+        run_dir.chmod(0o711)  # local jobs run as a user of their own, who must pass through it
+        log_dir = run_dir / "logs"
+        say(f"size {size_name}; logs in {log_dir}")
         results = measure(args, size_name, size, run_dir, log_dir)
         results.update(sub_benchmarks(args))
-        ok = True
-    finally:
-        if ok and not args.keep_logs:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif not ok:
-            say(f"failed; the processes' logs are kept in {log_dir}")
     table = report.table(results)
     print(table)
     written = report.write_json(results, args.json)

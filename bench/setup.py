@@ -10,8 +10,11 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -51,6 +54,21 @@ run:
 resources: {{cpus: 1, memory: 64M, time_limit: 5m}}
 """
 SLEEP_TARGETS = ("docker", "slurm")
+
+
+@contextmanager
+def run_dir(prefix: str, say: Callable[[str], None], keep: bool = False) -> Iterator[Path]:
+    """A directory of the run's own (its logs under ``logs``): removed after a run that
+    ended well unless ``keep``; after one that failed, kept, and said where."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    (path / "logs").mkdir()
+    try:
+        yield path
+    except BaseException:
+        say(f"failed; the logs are kept in {path / 'logs'}")
+        raise
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def services_env(database: str, vhost: str) -> dict[str, str]:

@@ -22,9 +22,7 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -85,17 +83,9 @@ def say(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(tempfile.mkdtemp(prefix="orchestration-bench-sweep-"))
-    say(f"a sweep of {args.size}; logs in {run_dir / 'logs'}")
-    ok = False
-    try:
+    with setup.run_dir("orchestration-bench-sweep-", say, args.keep) as run_dir:
+        say(f"a sweep of {args.size}; logs in {run_dir / 'logs'}")
         results = measure(args, run_dir)
-        ok = True
-    finally:
-        if ok and not args.keep:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        elif not ok:
-            say(f"failed; the logs are kept in {run_dir / 'logs'}")
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
@@ -110,7 +100,6 @@ def grid_of(size: int) -> dict[str, list]:
 
 
 def measure(args: argparse.Namespace, run_dir: Path) -> dict:
-    (run_dir / "logs").mkdir()
     env = {**os.environ, **setup.services_env(args.database, args.vhost)}
     folder = setup.pipelines_dir(run_dir)
     (folder / f"{PIPELINE}.yaml").write_text(PIPELINE_YAML)

@@ -140,6 +140,18 @@ def relay_on_wake(monkeypatch):
 
 
 @pytest.fixture
+def specs(monkeypatch, relay_on_wake) -> list:
+    """The job specs (JobSpec) the relay round of each commit sends, in order (nothing
+    reaches the broker)."""
+    from apps.processes import messaging
+
+    sent: list = []
+    monkeypatch.setattr(messaging, "send_job_spec",
+                        lambda process: sent.append(messaging.job_spec(process)))
+    return sent
+
+
+@pytest.fixture
 def pipelines(db):
     from apps.pipelines.services import pipelines_load
 

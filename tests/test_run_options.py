@@ -17,7 +17,7 @@ from apps.pipelines.services import pipelines_load
 from apps.processes import messaging
 from apps.processes.models import Process
 from apps.processes.run_options import ENV_MAX_NAMES, ENV_VALUE_MAX_BYTES
-from workers.contract import JobSpec, Resources
+from workers.contract import Resources
 
 pytestmark = pytest.mark.django_db
 
@@ -84,15 +84,6 @@ def loaded(tmp_path, pipelines):
         "any-env.yaml": ANY_ENV}))
     assert not report.errors, report.errors
     return report
-
-
-@pytest.fixture
-def specs(monkeypatch, relay_on_wake) -> list[JobSpec]:
-    """The job specs published (nothing reaches the broker)."""
-    sent: list[JobSpec] = []
-    monkeypatch.setattr(messaging, "send_job_spec",
-                        lambda process: sent.append(messaging.job_spec(process)))
-    return sent
 
 
 def post(api, body: dict, **headers):

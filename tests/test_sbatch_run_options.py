@@ -12,7 +12,6 @@ import json
 import pytest
 
 from apps.pipelines.services import pipelines_load
-from apps.processes import messaging
 from apps.processes.models import Process
 from tests.test_run_options import folder_with, post
 from workers.contract import JobSpec
@@ -77,15 +76,6 @@ def loaded(tmp_path, pipelines):
         "mpi-any.yaml": ANY}))
     assert not report.errors, report.errors
     return report
-
-
-@pytest.fixture
-def specs(monkeypatch, relay_on_wake) -> list[JobSpec]:
-    """The job specs the relay round of each commit sends (nothing reaches the broker)."""
-    sent: list[JobSpec] = []
-    monkeypatch.setattr(messaging, "send_job_spec",
-                        lambda process: sent.append(messaging.job_spec(process)))
-    return sent
 
 
 # --- accepted -----------------------------------------------------------------------------------

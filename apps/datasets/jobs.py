@@ -38,11 +38,9 @@ def staged_name(pointer: str, dataset_name: str) -> str:
 def job_inputs(process, pool_settings: dict) -> list[dict[str, Any]]:
     """One StagedInput dict per dataset the process's config names, in the config's order."""
     by_url = data_access_by_url(pool_settings)
-    # Through the relation: the relay prefetches it for a whole batch (one query, not one
-    # per process); in the order the uses were recorded, the config's.
-    uses = (process.dataset_uses.all() if _prefetched(process)
-            else process.dataset_uses.select_related("dataset"))
-    uses = sorted(uses, key=lambda use: use.pk)
+    # Through the relation, which the senders of specs prefetch for a whole batch (one query,
+    # not one per process); in the order the uses were recorded, the config's.
+    uses = sorted(process.dataset_uses.all(), key=lambda use: use.pk)
     inputs: list[dict[str, Any]] = []
     names: set[str] = set()
     for use in uses:
@@ -59,10 +57,6 @@ def job_inputs(process, pool_settings: dict) -> list[dict[str, Any]]:
             size=dataset.size, sha256=dataset.sha256,
             url=input_url(process.pk, dataset.pk) if by_url else "")))
     return inputs
-
-
-def _prefetched(process) -> bool:
-    return "dataset_uses" in getattr(process, "_prefetched_objects_cache", {})
 
 
 def job_outputs(process, pool_settings: dict) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def specs_resend() -> int:
                .annotate(last_sent=Coalesce("spec_sent_at", "queued_at"))
                .filter(last_sent__lt=cutoff)
                .select_related("pipeline", "pipeline_version", "pipeline_version__pool")
+               .prefetch_related("dataset_uses__dataset")  # the specs' inputs, in one query
                .order_by("last_sent")[:REPUBLISH_BATCH])
     sent = 0
     for process in waiting:

@@ -88,7 +88,7 @@ def submit_team(slug: str | None, caller: Caller) -> Team | None:
             f"submitting needs the role {SUBMIT_ROLE.value} or higher."]})
     submitting = [pk for pk in caller.roles if caller.may(pk, SUBMIT_ROLE)]
     if len(submitting) == 1:
-        return caller.teams.get(submitting[0]) or Team.objects.get(pk=submitting[0])
+        return caller.teams[submitting[0]]
     if len(submitting) > 1:
         raise ValidationError({"team": [
             "You submit for several teams: name one (its slug, as GET /api/teams/ lists it)."]})
