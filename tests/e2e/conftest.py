@@ -10,7 +10,10 @@ from tests.work_roots import reachable_work_root
 from workers.contract import CONTROL_QUEUE, host_queue, pool_queue, this_host
 
 
-@pytest.fixture(scope="session")
+# The e2e stack lives for this folder's tests only ("package"): its relay admits and publishes
+# every committed PENDING process of the test database, so left running it would take the runs
+# of the later tests that record what their own relay round publishes.
+@pytest.fixture(scope="package")
 def stack_env(django_db_setup, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("stack")
     work_root = reachable_work_root("orch-e2e-work-")  # local jobs run as users of their own
@@ -35,7 +38,7 @@ def stack_env(django_db_setup, tmp_path_factory):
     shutil.rmtree(work_root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def control_plane(stack_env):
     env, run_dir = stack_env
     services = [stack.control_consumer(env, run_dir).start(), stack.beat(env, run_dir).start()]
@@ -44,7 +47,7 @@ def control_plane(stack_env):
         service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def local_worker(stack_env, control_plane):
     env, run_dir = stack_env
     worker = stack.worker(env, run_dir).start()

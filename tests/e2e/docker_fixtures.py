@@ -144,7 +144,7 @@ def engine() -> Engine:
     return engine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def docker_worker(stack_env, control_plane, engine):
     """A worker of the docker-main pool."""
     worker = stack.pool_worker(stack_env, control_plane, POOL)

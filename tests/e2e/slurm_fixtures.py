@@ -229,7 +229,7 @@ def slurm_job_user(cluster) -> pwd.struct_passwd:
     return pwd.getpwnam(JOB_USER)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def slurm_worker(stack_env, control_plane, cluster):
     """A worker of the slurm-main pool, driving the commands of the test's Slurm release."""
     env, run_dir = stack_env

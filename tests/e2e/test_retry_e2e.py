@@ -13,7 +13,7 @@ import pytest
 
 from apps.pipelines.services import pipelines_load
 from apps.processes.models import Process
-from tests.e2e.client import PROCESSES, logs_of, wait_for_end, wait_for_state
+from tests.e2e.client import PROCESSES, logs_of, wait_for_end, wait_for_log, wait_for_state
 from tests.e2e.stack import wait_until
 from tests.executors.docker_engine import BUSYBOX
 from workers.contract import State
@@ -58,6 +58,9 @@ def test_a_lost_container_is_retried_and_the_process_succeeds_on_attempt_2(
     pid = retry_pipelines("e2e-retry-docker")
     first = wait_for_state(pid, State.RUNNING, timeout=60)
     assert first.attempt == 1
+    # RUNNING shows from the container's own start, before a poll has read its first line: the
+    # log kept of attempt 1 is what was read before the loss.
+    wait_for_log(api, pid, "started")
     # The container is killed and removed under the job (podman rm -f through the engine API).
     engine.remove_containers_of(pid)
     # Reconciliation waits its grace period (30 s in these tests) before it calls it lost.
