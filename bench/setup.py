@@ -77,7 +77,10 @@ def services_env(database: str, vhost: str) -> dict[str, str]:
     database is made anew: a bench measures this checkout, never the schema an earlier run (or
     another checkout's migrations) left in it."""
     done = subprocess.run([str(ROOT / "deploy" / "services.sh"), database, vhost],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # say why: the bench's row shows this message
+        raise RuntimeError(f"deploy/services.sh {database} {vhost} exited {done.returncode}: "
+                           f"{done.stderr.strip()[-500:]}")
     found = _exports(done.stdout)
     _database_anew(found["DATABASE_URL"], database)
     return found
