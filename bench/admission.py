@@ -198,8 +198,6 @@ bench's own database (`orchestration_bench_admission`) and removed at the end.
 {MARK_END}"""
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     size = SIZES["small" if args.small else "full"]

@@ -146,8 +146,6 @@ is not in it. The processes are made in bulk in `orchestration_bench_poll` and r
 {MARK_END}"""
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     size = SIZES["small" if args.small else "full"]
