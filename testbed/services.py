@@ -15,7 +15,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,18 @@ class Service:
         if self.alive():
             os.killpg(self.pid, sig)
             self.proc.wait(timeout=30)
+
+    @contextmanager
+    def frozen(self, settle: float = 0.5) -> Iterator[None]:
+        """Hold this service and its children still (SIGSTOP) for the block, then let them go on
+        (SIGCONT). ``settle`` s pass before the block runs, so an answer to a request sent just
+        before the stop has arrived and cannot describe what the block changes."""
+        os.killpg(self.pid, signal.SIGSTOP)
+        try:
+            time.sleep(settle)
+            yield
+        finally:
+            os.killpg(self.pid, signal.SIGCONT)
 
     def stop(self, timeout: float = 20) -> None:
         """SIGTERM to the group; SIGKILL when it has not exited after ``timeout`` s."""

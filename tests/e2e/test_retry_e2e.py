@@ -54,18 +54,25 @@ def retry_pipelines(docker_run, docker_pipelines_dir, tmp_path):
 
 
 def test_a_lost_container_is_retried_and_the_process_succeeds_on_attempt_2(
-        api, engine, retry_pipelines):
+        api, engine, docker_worker, retry_pipelines):
     pid = retry_pipelines("e2e-retry-docker")
     first = wait_for_state(pid, State.RUNNING, timeout=60)
     assert first.attempt == 1
     # RUNNING shows from the container's own start, before a poll has read its first line: the
     # log kept of attempt 1 is what was read before the loss.
     wait_for_log(api, pid, "started")
-    # The container is killed and removed under the job (podman rm -f through the engine API).
-    engine.remove_containers_of(pid)
+    # The container is killed and removed under the job (podman rm -f through the engine API),
+    # the worker held still meanwhile: a poll between the kill and the removal would rightly
+    # report a container that exited with 137 (FAILED), not one that is gone.
+    with docker_worker.frozen():
+        engine.remove_containers_of(pid)
     # Reconciliation waits its grace period (30 s in these tests) before it calls it lost.
-    wait_until(lambda: Process.objects.get(pk=pid).attempt == 2, timeout=120,
-               what=f"{pid} to start attempt 2")
+    try:
+        wait_until(lambda: Process.objects.get(pk=pid).attempt == 2, timeout=120,
+                   what=f"{pid} to start attempt 2")
+    except AssertionError as failed:
+        process = Process.objects.get(pk=pid)
+        raise AssertionError(f"{failed}; it is {process.state}: {process.message}") from None
     process = wait_for_end(pid, timeout=120)
     assert process.state == State.SUCCEEDED, process.message
     assert process.attempt == 2
