@@ -252,7 +252,7 @@ def test_the_migration_puts_every_client_and_process_in_a_team(make_client, pipe
         for model in (TeamClient, TeamMember, Team):
             cursor.execute(f"DELETE FROM {model._meta.db_table}")  # noqa: S608  # our names
 
-    call_command("migrate", "processes", verbosity=0)
+    call_command("migrate", verbosity=0)  # every app: some depend on processes
 
     clients = dict(TeamClient.objects.values_list("application__name", "team__slug"))
     assert clients == {"robot": "robot", "Robot": "robot-2", "idle": "idle"}
@@ -264,7 +264,7 @@ def test_the_migration_puts_every_client_and_process_in_a_team(make_client, pipe
 
     # Back and forward again: the same teams, none made twice.
     call_command("migrate", "processes", "0005", verbosity=0)
-    call_command("migrate", "processes", verbosity=0)
+    call_command("migrate", verbosity=0)
     assert Team.objects.count() == 4
     assert dict(Process.objects.values_list("pk", "team__slug")) == teams
 
