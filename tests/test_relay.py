@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import select
+import time
 
 import psycopg2
 import pytest
@@ -162,6 +163,22 @@ def test_a_batch_confirmed_and_never_marked_is_sent_again(queue, pipelines, monk
     process.refresh_from_db()
     assert process.state == State.QUEUED
     assert process.events.filter(to_state=State.QUEUED).count() == 1
+
+
+@pytest.mark.parametrize("sender", ["relay", "resend"])
+def test_a_spec_leaves_its_queue_once_a_worker_would_refuse_it_as_stale(
+        queue, pipelines, monkeypatch, sender):
+    """A pool down for days does not pile up copies of its waiting runs' specs: RabbitMQ drops
+    each copy when its signature's age would be refused (here 2 s), from the relay's batch
+    and from the resend alike."""
+    monkeypatch.setenv("ORCH_SIGNATURE_MAX_AGE_S", "2")
+    process, _ = process_create(pipeline="hello", used_config={})
+    if sender == "relay":
+        assert relay_round() == 1
+    else:
+        messaging.send_job_spec(process)
+    time.sleep(2.5)
+    assert queue() == []  # the broker let it expire unread (test_the_post_answers...: kept)
 
 
 @pytest.mark.django_db(transaction=True)

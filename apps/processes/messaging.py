@@ -22,7 +22,7 @@ from workers.contract import (
     pool_queue,
     queue_for_handle,
 )
-from workers.signing import sign
+from workers.signing import max_age_s, sign
 
 
 def job_spec(process: Process) -> JobSpec:
@@ -58,12 +58,18 @@ def signed_spec(process: Process) -> tuple[str, dict, str]:
     return pool_queue(spec.pool), sign("spec", spec.pool, spec.to_dict()), spec.process_id
 
 
+def spec_send_options(process_id: str) -> dict:
+    """How every copy of a job spec is sent. It expires from its queue (an AMQP message TTL)
+    once a worker would refuse its signature as stale: a pool down for days holds at most two
+    copies of each waiting run's spec (``polling.specs_resend`` sends a fresh one at half that
+    age), never one more per resend. A short argsrepr: Celery would otherwise format the whole
+    spec (config included) for its logs on every publish."""
+    return {"argsrepr": f"[job spec of {process_id}]", "expires": max_age_s("spec")}
+
+
 def send_job_spec(process: Process) -> None:
     queue, envelope, process_id = signed_spec(process)
-    # A short argsrepr: Celery would otherwise format the whole spec (config included) for
-    # its logs on every publish.
-    app.send_task(TASK_SUBMIT, args=[envelope], queue=queue,
-                  argsrepr=f"[job spec of {process_id}]")
+    app.send_task(TASK_SUBMIT, args=[envelope], queue=queue, **spec_send_options(process_id))
 
 
 def poll_item(process: Process, stop: bool = False) -> PollItem:

@@ -44,7 +44,7 @@ class SpecPublisher:
             if not app.conf.broker_url.startswith(("amqp", "pyamqp")):  # the embedded broker
                 for queue, envelope, process_id in messages:
                     app.send_task(TASK_SUBMIT, args=[envelope], queue=queue,
-                                  argsrepr=f"[job spec of {process_id}]")
+                                  **messaging.spec_send_options(process_id))
                 return
             self._publish_confirmed(messages)
         except Exception:
@@ -86,9 +86,8 @@ class SpecPublisher:
         self.unconfirmed.update(range(first, self.last_tag + 1))
         for queue, envelope, process_id in messages:
             # No retry: a reconnect would put the rest on a channel that confirms nothing.
-            # A short argsrepr: Celery would otherwise format the whole spec for its logs.
             app.send_task(TASK_SUBMIT, args=[envelope], queue=queue, producer=self.producer,
-                          retry=False, argsrepr=f"[job spec of {process_id}]")
+                          retry=False, **messaging.spec_send_options(process_id))
         deadline = time.monotonic() + settings.RELAY_CONFIRM_TIMEOUT_S
         while self.unconfirmed:
             left = deadline - time.monotonic()
