@@ -206,7 +206,7 @@ def pools_table(pools: list[dict[str, Any]]) -> Table:
         table.add_column(name, no_wrap=True)
     for p in pools:
         status = Text(p.get("status", "?"), style="green" if p.get("status") == "up" else "red")
-        workers = str(len(p["workers"])) if "workers" in p else "-"
+        workers = str(p.get("workers_alive", len(p.get("workers", []))))
         row: list[str | Text] = [
             escape(p["name"]), escape(p["target"]), status, workers, str(p["capacity"]),
             str(p.get("running", 0)), str(p.get("waiting", 0)),

@@ -204,6 +204,7 @@ def test_pools_show_a_client_its_own_counts_and_no_workers(make_client, pipeline
     assert mine["status"] == "up"
     assert mine["capacity"] == 4
     assert "workers" not in mine
+    assert mine["workers_alive"] == 1  # how many, never which
     assert "busy" not in mine
     assert "node7" not in json.dumps(alice.get("/api/pools/").json())
     assert mine["pending"] + mine["queued"] == 1  # alice's own, not bob's two

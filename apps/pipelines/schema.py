@@ -48,6 +48,7 @@ class PoolOverviewSerializer(serializers.Serializer):
                                   "Slurm cluster (see cluster).")
     cluster = PoolClusterSerializer(
         required=False, help_text="Slurm pools: the cluster as their freshest worker saw it.")
+    workers_alive = serializers.IntegerField(help_text="How many workers of it are alive.")
     workers = PoolWorkerSerializer(many=True, required=False,
                                    help_text="Live workers (staff only).")
     busy = serializers.IntegerField(required=False, help_text="Busy slots.")

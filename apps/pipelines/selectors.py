@@ -151,7 +151,8 @@ def queued_too_long(now=None) -> Q:
 
 
 def pool_overview(processes=None, *, staff: bool = True, pools=None) -> list[dict]:
-    """What ``snw ls`` showed: per pool, capacity, paused, live workers, busy slots, and its
+    """What ``snw ls`` showed: per pool, capacity, paused, live workers (how many, for anyone;
+    which, for staff), busy slots, and its
     processes: pending, queued, ``waiting`` (for admission), ``running`` (holding a slot:
     admitted and not ended).
 
@@ -182,7 +183,8 @@ def pool_overview(processes=None, *, staff: bool = True, pools=None) -> list[dic
         cluster = cluster_of(live)
         up = bool(live) and (cluster is None or cluster["reachable"])
         row = {"name": pool.name, "target": pool.target, "capacity": pool.capacity,
-               "paused": pool.paused, "status": "up" if up else "down"}
+               "paused": pool.paused, "status": "up" if up else "down",
+               "workers_alive": len(live)}  # a count says nothing of other tenants' load
         if cluster is not None:  # reachability and REST version for all; the words for staff
             row["cluster"] = {key: cluster[key] for key in ("reachable", "rest_api_version")}
             if staff:

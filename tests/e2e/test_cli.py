@@ -150,7 +150,7 @@ def test_pools_show_the_live_worker(logged_in):
     header, *rows = logged_in.orch("pools").stdout.strip().splitlines()
     assert header.split() == ["POOL", "TARGET", "STATUS", "WORKERS", "CAPACITY", "RUNNING",
                               "WAITING", "PAUSED"]
-    assert any(row.split()[:3] == ["local", "local", "up"] for row in rows)
+    assert any(row.split()[:4] == ["local", "local", "up", "1"] for row in rows)
 
 
 def test_logs_follow_ends_when_another_process_stops_the_run(logged_in, tmp_path):
