@@ -12,6 +12,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from apps.processes.models import Process
@@ -29,13 +30,14 @@ pytestmark = pytest.mark.django_db
 class Receiver:
     """An HTTP server on 127.0.0.1 that keeps what it is sent and answers ``status``."""
 
-    def __init__(self, status: int = 200):
-        self.status, self.received = status, []
+    def __init__(self, status: int = 200, delay_s: float = 0):
+        self.status, self.received, self.delay_s = status, [], delay_s
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(owner.delay_s)  # a slow receiver
                 owner.received.append((dict(self.headers), body))
                 self.send_response(owner.status)
                 self.end_headers()
@@ -149,6 +151,49 @@ def test_a_receiver_that_is_away_is_retried_with_backoff_then_given_up(team_admi
     given_up = Delivery.objects.get(pk=delivery.pk)
     assert given_up.state == Delivery.FAILED
     assert given_up.attempts == 2
+
+
+@pytest.mark.django_db(transaction=True)  # the rows must be seen by the other thread's connection
+def test_a_slow_receiver_holds_one_thread_for_a_round_at_most(team_admin, receiver):
+    """The control consumer's threads apply events too: a round stops sending when its
+    budget is spent (the rest stay due for the next one), and while one thread is in a round,
+    another's returns at once."""
+    receiver.delay_s = 0.4
+    team_admin.post("/api/webhooks/", {"url": receiver.url}, format="json")
+    for _ in range(6):
+        end(post_run(team_admin)["id"])
+
+    def a_round():
+        try:
+            deliveries_send(budget_s=0.5)
+        finally:
+            connection.close()  # this thread's own
+
+    in_round = threading.Thread(target=a_round)
+    in_round.start()
+    time.sleep(0.1)
+    assert deliveries_send() == 0  # another round is running in this process: none sent
+    in_round.join(timeout=10)
+    # Sends begin at 0 and about 0.4 s, before the 0.5 s budget runs out; none after it.
+    sent = len(receiver.received)
+    assert 1 <= sent <= 2
+    left = Delivery.objects.filter(state=Delivery.PENDING)
+    assert left.count() == 6 - sent
+    assert all(d.attempts == 0 and d.next_attempt_at <= timezone.now() for d in left)
+    receiver.delay_s = 0
+    assert deliveries_send() == 6 - sent  # due again at once, not after the claim's lease
+
+
+def test_a_callback_whose_process_was_deleted_is_never_sent_unsigned(team_admin, receiver):
+    process = post_run(team_admin, callback_url=receiver.url)
+    end(process["id"])
+    assert team_admin.delete(f"/api/processes/{process['id']}/").status_code == 204
+
+    assert deliveries_send() == 0
+    assert receiver.received == []
+    delivery = Delivery.objects.get(process_id=process["id"])
+    assert delivery.state == Delivery.FAILED
+    assert "callback's secret" in delivery.last_error
 
 
 def test_a_receiver_answering_500_is_retried(team_admin, receiver):

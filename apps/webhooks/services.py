@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -92,16 +93,34 @@ def deliveries_record_many(moves: list[tuple[Process, datetime]], from_state: st
     return len(rows)
 
 
+# One round at a time in a process: the control consumer's threads also apply events, and a
+# slow or dead receiver must hold one of them at most (for a round's budget and one send).
+_round = threading.Lock()
+
+
 def deliveries_send(budget_s: float | None = None) -> int:
-    """Send the deliveries that are due, until none is left or ``budget_s`` has passed.
-    Returns how many were sent (answered 2xx)."""
-    budget_s = settings.WEBHOOK_ROUND_S if budget_s is None else budget_s
-    deadline, sent = time.monotonic() + budget_s, 0
+    """Send the deliveries that are due, until none is left or ``budget_s`` has passed (then
+    the rest of the claimed batch is left due for the next round). Returns how many were sent
+    (answered 2xx); 0 at once while another thread of this process is in a round."""
+    if not _round.acquire(blocking=False):
+        return 0
+    try:
+        return _send_due(time.monotonic() + (
+            settings.WEBHOOK_ROUND_S if budget_s is None else budget_s))
+    finally:
+        _round.release()
+
+
+def _send_due(deadline: float) -> int:
+    sent = 0
     while time.monotonic() < deadline:
         claimed = _claim()
         if not claimed:
             break
-        for delivery in claimed:
+        for index, delivery in enumerate(claimed):
+            if time.monotonic() >= deadline:
+                _unclaim(claimed[index:])
+                return sent
             sent += _send(delivery)
     return sent
 
@@ -116,6 +135,12 @@ def _claim() -> list[Delivery]:
         Delivery.objects.filter(pk__in=[d.pk for d in due]).update(
             next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_S))
     return due
+
+
+def _unclaim(deliveries: list[Delivery]) -> None:
+    """Give back the lease on ``deliveries``: due again now, as they were before the claim."""
+    Delivery.objects.filter(pk__in=[d.pk for d in deliveries], state=Delivery.PENDING).update(
+        next_attempt_at=timezone.now())
 
 
 def payload(delivery: Delivery) -> dict:
@@ -139,14 +164,22 @@ def payload(delivery: Delivery) -> dict:
     return body
 
 
-def _secret(delivery: Delivery) -> str:
+def _secret(delivery: Delivery) -> str | None:
+    """The key that signs ``delivery``: its webhook's, or its process's callback's (None once
+    the process was deleted, and its callback with it)."""
     if delivery.webhook is not None:
         return delivery.webhook.secret
     callback = Callback.objects.filter(process_id=delivery.process_id).first()
-    return callback.secret if callback is not None else ""
+    return callback.secret if callback is not None else None
 
 
 def _send(delivery: Delivery) -> int:
+    secret = _secret(delivery)
+    if secret is None:  # nothing the receiver could verify: never sent unsigned
+        Delivery.objects.filter(pk=delivery.pk).update(
+            state=Delivery.FAILED, next_attempt_at=None,
+            last_error="not sent: its process was deleted, and with it the callback's secret")
+        return 0
     body = json.dumps(payload(delivery), sort_keys=True).encode()
     status, error = None, ""
     try:
@@ -155,7 +188,7 @@ def _send(delivery: Delivery) -> int:
             delivery.url, data=body, timeout=settings.WEBHOOK_TIMEOUT_S, allow_redirects=False,
             headers={"Content-Type": "application/json", "User-Agent": "orchestration-webhook",
                      "X-Orch-Delivery": str(delivery.pk),
-                     SIGNATURE_HEADER: signature(_secret(delivery), body, int(time.time()))})
+                     SIGNATURE_HEADER: signature(secret, body, int(time.time()))})
         status = answer.status_code
         if not 200 <= status < 300:
             error = f"answered {status}"
