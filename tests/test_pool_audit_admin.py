@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import Client
 
 from apps.audit.models import AuditEntry
-from apps.pipelines.models import Pool
+from apps.pipelines.models import PipelineVersion, Pool
 from apps.pipelines.services import pipelines_load
 from apps.teams.roles import Role
 from apps.teams.services import team_create, team_member_add
@@ -25,12 +25,17 @@ ADMIN_POOLS = "/admin/pipelines/pool/"
 
 @pytest.fixture
 def closed_pools(db, tmp_path):
-    """The shipped pools, plus ``lab-only`` (open to team lab) and ``other-only``."""
+    """The shipped pools, plus ``lab-only`` (open to team lab) and ``other-only``, and a
+    pipeline on each (``lab-only-hello``, ``other-only-hello``)."""
     folder = tmp_path / "pipelines"
     shutil.copytree(Path(settings.PIPELINES_DIR), folder)
+    hello = (folder / "hello.yaml").read_text()
     for name, team in (("lab-only", "lab"), ("other-only", "other")):
         (folder / "pools" / f"{name}.yaml").write_text(
             f"name: {name}\ntarget: local\nteams: [{team}]\nsettings: {{}}\n")
+        (folder / f"{name}-hello.yaml").write_text(
+            hello.replace("name: hello", f"name: {name}-hello").replace("pool: local",
+                                                                         f"pool: {name}"))
     report = pipelines_load(folder)
     assert not report.errors, report.errors
     return folder
@@ -91,3 +96,28 @@ def test_the_admin_hides_pools_closed_to_a_staff_members_teams(closed_pools,
 
     browser.force_login(root)
     assert "other-only" in browser.get(ADMIN_POOLS).content.decode()
+
+
+def test_the_admin_hides_the_pipelines_of_pools_closed_to_a_staff_members_teams(
+        closed_pools, django_user_model):
+    member = django_user_model.objects.create_user("member", password="x", is_staff=True)
+    team_member_add(team_create(slug="lab"), member, Role.ADMIN)
+    team_create(slug="other")
+    browser = Client()
+    browser.force_login(member)
+
+    pipelines = browser.get("/admin/pipelines/pipeline/").content.decode()
+    assert "lab-only-hello" in pipelines
+    assert ">hello<" in pipelines  # on a pool open to every team
+    assert "other-only-hello" not in pipelines
+    versions = browser.get("/admin/pipelines/pipelineversion/").content.decode()
+    assert "lab-only-hello" in versions
+    assert "other-only" not in versions  # neither its pipeline nor the pool's name as a filter
+    hidden = PipelineVersion.objects.get(pipeline__name="other-only-hello")
+    assert browser.get(f"/admin/pipelines/pipelineversion/{hidden.pk}/change/"
+                       ).status_code == 302  # not there
+    assert browser.get(f"/admin/pipelines/pipeline/{hidden.pipeline_id}/change/"
+                       ).status_code == 302
+
+    browser.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    assert "other-only-hello" in browser.get("/admin/pipelines/pipeline/").content.decode()

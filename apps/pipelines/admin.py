@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.pipelines.models import Pipeline, PipelineVersion, Pool, Worker
-from apps.pipelines.selectors import pool_queue, pools_visible
+from apps.pipelines.selectors import pool_queue, pools_visible, sees_every_pool
 from apps.pipelines.services import pipeline_versions_withdraw, pool_pause
 from apps.teams.access import Caller, sees_operations
 
@@ -47,6 +47,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def versions_in_reach(request, versions):
+    """The pipeline versions of the pools the caller may see (a pool closed to their teams
+    shows neither itself nor its pipelines, here as in the API)."""
+    return versions.filter(pool__in=pools_visible(Caller.of(request)))
+
+
 class PipelineVersionInline(admin.TabularInline):
     model = PipelineVersion
     fk_name = "pipeline"
@@ -55,6 +61,9 @@ class PipelineVersionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
+
+    def get_queryset(self, request):
+        return versions_in_reach(request, super().get_queryset(request))
 
 
 @admin.register(Pipeline)
@@ -65,14 +74,26 @@ class PipelineAdmin(ReadOnlyAdmin):
     readonly_fields = ("name", "latest_version", "active", "created_at")
     inlines = (PipelineVersionInline,)
 
+    def get_queryset(self, request):
+        # As GET /api/pipelines/: a pipeline is where its latest version runs.
+        pipelines = super().get_queryset(request)
+        caller = Caller.of(request)
+        if sees_every_pool(caller):
+            return pipelines
+        return pipelines.filter(latest_version__pool__in=pools_visible(caller))
+
 
 @admin.register(PipelineVersion)
 class PipelineVersionAdmin(ReadOnlyAdmin):
     list_display = ("pipeline", "number", "label", "target", "pool", "loaded_at", "withdrawn")
-    list_filter = ("withdrawn", "target", "pool")
+    # Only the pools of the versions listed: a closed pool's name is not offered as a filter.
+    list_filter = ("withdrawn", "target", ("pool", admin.RelatedOnlyFieldListFilter))
     # Read-only, ``withdrawn`` too: it changes through the actions below, which say what they did.
     readonly_fields = tuple(f.name for f in PipelineVersion._meta.fields)
     actions = ("withdraw", "restore")
+
+    def get_queryset(self, request):
+        return versions_in_reach(request, super().get_queryset(request))
 
     def has_withdraw_permission(self, request):  # the one change the admin makes to a version
         return request.user.has_perm("pipelines.change_pipelineversion")
