@@ -72,9 +72,9 @@ def expected(route: str, caller: str) -> int:
     if route in ("list", "teams", "pools"):
         return 200  # everyone lists; what the list holds is checked by ``sees``
     if route == "submit for a":
-        if caller == "client a operator, read-only token":
-            return 403  # the token's scope refuses before the team is looked at
-        return 201 if caller in OPERATES_A else 400  # 400 naming `team`
+        if caller in READ_ONLY_IN_A:
+            return 403  # in the team, the role (or the token) too low: the 403 names it
+        return 201 if caller in OPERATES_A else 400  # not its team: 400 naming `team`
     if caller not in IN_A:
         return 404  # outside the caller's teams: never a 403, which would confirm it
     if route in ("stop", "re-run", "delete") and caller in READ_ONLY_IN_A:

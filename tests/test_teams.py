@@ -86,9 +86,14 @@ def test_a_viewer_role_does_not_count_as_a_team_to_submit_for(make_client, pipel
     assert response.json()["team"] == "robot"
 
 
-@pytest.mark.parametrize("team", ["lab", "no-such-team", "other"])
-def test_a_foreign_unknown_or_viewer_team_is_a_400_naming_team(make_client, pipelines, lab,
-                                                                team):
+def refused_for_its_role(response) -> None:
+    assert response.status_code == 403, response.content
+    assert response.json()["detail"] == (
+        "Submit needs the role operator or higher in the team; yours is viewer.")
+
+
+@pytest.mark.parametrize("team", ["no-such-team", "other"])
+def test_a_foreign_or_unknown_team_is_a_400_naming_team(make_client, pipelines, lab, team):
     app, api = make_client("robot")
     make_client("other")
     team_client_add(lab, app, Role.VIEWER)
@@ -100,6 +105,16 @@ def test_a_foreign_unknown_or_viewer_team_is_a_400_naming_team(make_client, pipe
     assert message.replace(team, "X") == (
         "Not a team you may submit for: 'X'; your teams are in GET /api/teams/, "
         "submitting needs the role operator or higher.")
+
+
+def test_a_team_where_the_caller_is_a_viewer_is_a_403_naming_the_role(make_client, pipelines,
+                                                                     lab):
+    app, api = make_client("robot")
+    TeamClient.objects.filter(application=app).delete()
+    team_client_add(lab, app, Role.VIEWER)
+    refused_for_its_role(create(api, pipeline="hello", team="lab"))
+    refused_for_its_role(create(api, pipeline="hello"))  # its one team, unnamed
+    assert not Process.objects.exists()
 
 
 def test_a_team_of_the_wrong_type_is_a_400_naming_team(api):
@@ -120,8 +135,8 @@ def test_a_browser_user_submits_through_their_memberships(pipelines, django_user
     browser.force_login(user)
     refused_naming_team(create(browser, pipeline="hello"))  # in no team
     team_member_add(lab, user, Role.VIEWER)
-    refused_naming_team(create(browser, pipeline="hello"))
-    refused_naming_team(create(browser, pipeline="hello", team="lab"))
+    refused_for_its_role(create(browser, pipeline="hello"))
+    refused_for_its_role(create(browser, pipeline="hello", team="lab"))
     team_member_add(lab, user, Role.OPERATOR)
     response = create(browser, pipeline="hello")
     assert response.status_code == 201, response.content

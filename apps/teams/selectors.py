@@ -77,11 +77,14 @@ def team_detail(team: Team) -> dict:
 def submit_team(slug: str | None, caller: Caller) -> Team | None:
     """The team a new process of the caller belongs to. Named by ``slug``: that team, when the
     caller may submit there (a superuser: any team); unnamed: the caller's one team it may
-    submit for. Raises ValidationError naming ``team`` otherwise, never saying whether a team
-    it may not use exists. A superuser in no team who names none gets None (no team)."""
+    submit for. A team the caller is in with a role too low (a viewer, a read-only token) is
+    a RoleTooLow (403) naming the role needed. Raises ValidationError naming ``team``
+    otherwise, never saying whether a team it is not in exists. A superuser in no team who
+    names none gets None (no team)."""
     if slug:
         team = Team.objects.filter(slug=slug).first()
-        if team is not None and caller.may(team.pk, SUBMIT_ROLE):
+        if team is not None and caller.role_in(team.pk) is not None:
+            caller.require(team.pk, "submit")
             return team
         raise ValidationError({"team": [
             f"Not a team you may submit for: {slug!r}; your teams are in GET /api/teams/, "
@@ -94,6 +97,8 @@ def submit_team(slug: str | None, caller: Caller) -> Team | None:
             "You submit for several teams: name one (its slug, as GET /api/teams/ lists it)."]})
     if caller.superuser and not caller.roles:
         return None
+    if caller.roles:  # in teams, none where it may submit
+        caller.require(min(caller.roles), "submit")
     raise ValidationError({"team": [
         f"You are in no team you may submit for (it needs the role {SUBMIT_ROLE.value} "
         "or higher)."]})
