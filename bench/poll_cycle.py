@@ -94,7 +94,8 @@ def measure(size: dict, broker: str) -> dict:
     send = messaging.send_poll
 
     def counted(request, **kwargs):
-        items.append(len(request.items))
+        if request.pool == POOL:  # the other Slurm pools get their settings, no handles
+            items.append(len(request.items))
         return send(request, **kwargs)
 
     messaging.send_poll = counted
@@ -127,7 +128,7 @@ def section(f: dict) -> str:
         (f"CPU of one `pools_poll()` with {live} live Slurm processes, p50 / max",
          f"{f['cpu_s_p50']} / {f['cpu_s_max']} s", "< 1 s", met),
         ("its wall time, p50", f"{f['wall_s_p50']} s", "", ""),
-        ("poll messages per cycle (handles in the largest)",
+        ("poll messages per cycle for its pool (handles in the largest)",
          f"{f['messages_per_cycle']} ({f['handles_per_message']:,})", "1", ""),
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)

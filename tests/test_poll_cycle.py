@@ -13,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.pipelines.models import PipelineVersion
+from apps.pipelines.models import PipelineVersion, Pool
 from apps.processes import messaging
 from apps.processes.models import Process
 from apps.processes.polling import pools_poll
@@ -46,14 +46,31 @@ def live(pipeline: str, count: int, host: str = "") -> None:
 def test_a_slurm_pools_live_processes_go_in_one_message(pipelines, polls):
     live("hello-slurm", 2500)
     pools_poll()
-    (request,) = polls
-    assert (request.pool, request.target, len(request.items)) == ("slurm-main", "slurm", 2500)
+    (request,) = [r for r in polls if r.pool == "slurm-main"]
+    assert (request.target, len(request.items)) == ("slurm", 2500)
     assert request.complete
+
+
+def test_a_cluster_pool_with_nothing_live_still_gets_its_settings_every_round(pipelines,
+                                                                              polls):
+    """Its workers check their cluster with those settings and say what they found with each
+    heartbeat: /api/health/ shows a slurmrestd that is away before any run is posted."""
+    live("hello-docker", 1, host="node1")
+    pools_poll()
+    by_pool = {r.pool: r for r in polls}
+    assert set(by_pool) == {"slurm-main", "slurm-rest", "docker-main"}  # not local, not ecs
+    rest = by_pool["slurm-rest"]
+    assert rest.items == []
+    assert rest.pool_settings == Pool.objects.get(name="slurm-rest").settings
+    assert rest.pool_settings["url"] == "http://127.0.0.1:6820"
+    assert by_pool["slurm-main"].items == []
+    assert len(by_pool["docker-main"].items) == 1
 
 
 def test_a_host_bound_pool_is_polled_in_messages_of_a_thousand(pipelines, polls):
     live("hello-docker", 2500, host="node1")
     pools_poll()
+    polls[:] = [r for r in polls if r.pool == "docker-main"]
     assert sorted(len(r.items) for r in polls) == [500, 1000, 1000]
     assert [r.complete for r in polls if len(r.items) == 1000] == [False, False]
 
@@ -65,5 +82,5 @@ def test_the_round_reads_processes_in_a_fixed_number_of_queries(pipelines, polls
     live("hello-slurm", 950)
     with CaptureQueriesContext(connection) as many:
         pools_poll()
-    assert len(polls[-1].items) == 1000
+    assert len(next(r for r in polls[::-1] if r.pool == "slurm-main").items) == 1000
     assert len(many.captured_queries) == len(few.captured_queries)

@@ -147,6 +147,21 @@ def test_the_worker_task_refuses_and_starts_nothing(monkeypatch, caplog):
     assert "refused a spec message for process 'p1' on pool local: unsigned" in caplog.text
 
 
+def test_a_poll_of_no_handles_keeps_the_pools_settings_and_asks_the_target_nothing(
+        monkeypatch):
+    from workers.executors import last_settings
+    from workers.executors.slurm.rest import SlurmRestExecutor
+
+    monkeypatch.setenv("ORCH_POOL", "rest-pool")
+    monkeypatch.setattr(SlurmRestExecutor, "poll",
+                        lambda self, items: pytest.fail("the target was asked"))
+    settings = {"url": "http://127.0.0.1:6829", "user": "orch-slurm"}
+    request = PollRequest(pool="rest-pool", target="slurm_rest", host=None, items=[],
+                          pool_settings=settings)
+    assert tasks.poll.run(sign("poll", "rest-pool", request.to_dict())) == 0
+    assert last_settings("rest-pool") == settings  # what the heartbeat's cluster check uses
+
+
 # --- keys derived per pool and per worker ------------------------------------------------------
 
 def masters(*texts: str) -> list[bytes]:

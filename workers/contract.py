@@ -56,6 +56,9 @@ class TargetFacts:
     # Handles per poll message at most: a target whose one status call answers for any number
     # of jobs (one squeue) takes a whole pool in one message, so one call per cycle.
     poll_batch_max: int = 1000
+    # A Slurm cluster behind it: jobs take sbatch options, and its workers report the
+    # cluster's reachability (and REST version) with each heartbeat.
+    cluster: bool = False
 
 
 # Every target kind, named once: pipelines name one, pools serve one, each has an executor, and
@@ -67,15 +70,16 @@ TARGET_TABLE = (
                 needs_command=False),
     TargetFacts("slurm", "slurm.cli.SlurmExecutor", opens_secrets=True,
                 called="the Slurm targets", images_instead=("docker", "ecs"),
-                poll_batch_max=10_000),
+                poll_batch_max=10_000, cluster=True),
     TargetFacts("slurm_rest", "slurm.rest.SlurmRestExecutor", opens_secrets=True,
                 called="the Slurm targets", images_instead=("docker", "ecs"),
-                poll_batch_max=10_000),
+                poll_batch_max=10_000, cluster=True),
     TargetFacts("ecs", "ecs.EcsExecutor", runs_image=True),
 )
 TARGET_FACTS = {target.name: target for target in TARGET_TABLE}
 TARGETS = tuple(TARGET_FACTS)
 HOST_BOUND_TARGETS = frozenset(t.name for t in TARGET_TABLE if t.host_bound)
+CLUSTER_TARGETS = tuple(t.name for t in TARGET_TABLE if t.cluster)  # Slurm's: sbatch options
 
 
 def job_refusals(target: str, *, image: str | None, script: str | None,

@@ -13,7 +13,7 @@ import time
 from celery import bootsteps
 
 from . import __version__, credential, poll_stats
-from .contract import CONTROL_QUEUE, TASK_HEARTBEAT, Heartbeat, this_host
+from .contract import CLUSTER_TARGETS, CONTROL_QUEUE, TASK_HEARTBEAT, Heartbeat, this_host
 from .signing import sign_report
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,6 @@ class ClusterCheck:
                            "detail": f"cluster check failed: {exc}"}
 
 
-# Targets whose workers report their cluster's reachability (and REST version) per beat.
-CLUSTER_TARGETS = ("slurm", "slurm_rest")
 
 
 class RepeatingStep(bootsteps.StartStopStep):

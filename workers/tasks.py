@@ -189,6 +189,8 @@ def cancel(envelope: dict) -> int:
 
 def _poll(request: PollRequest) -> int:
     executor = get_executor(request.target, request.pool, request.pool_settings)
+    if not request.items:  # a pool with nothing live: its settings, for the cluster check
+        return 0
     began = time.monotonic()
     try:
         events = executor.poll(request.items)

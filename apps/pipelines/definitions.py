@@ -23,7 +23,7 @@ from apps.pipelines.resources import (
 )
 from apps.pipelines.retries import parse_retry
 from workers import sbatch_options
-from workers.contract import TARGET_FACTS, TARGETS, job_refusals
+from workers.contract import CLUSTER_TARGETS, TARGET_FACTS, TARGETS, job_refusals
 from workers.pool_settings import settings_errors
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
@@ -31,7 +31,7 @@ POOL_KEYS = frozenset({"name", "target", "capacity", "queued_limit", "settings",
                        "quotas", "weights", "host_lost_after", "max_resources", "images",
                        "gpus", "sbatch", "allow_sbatch"})
 # The targets that take sbatch options (a pool's sbatch and allow_sbatch, a pipeline's sbatch).
-SBATCH_TARGETS = ("slurm", "slurm_rest")
+SBATCH_TARGETS = CLUSTER_TARGETS
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 # An image reference: [registry[:port]/]name[:tag][@digest], no space, no control character.
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,499}$")
