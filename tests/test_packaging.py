@@ -94,7 +94,7 @@ class Hide:
 sys.meta_path.insert(0, Hide())
 for module in sys.argv[2].split(","):
     importlib.import_module(module)
-for banned in ("django", "rest_framework") + (("celery", "kombu") if sys.argv[1] else ()):
+for banned in ("django", "rest_framework") + (("celery", "kombu") if sys.argv[1] == "cli" else ()):
     assert banned not in sys.modules, f"{banned} was imported"
 print("fresh host ok")
 """
@@ -135,6 +135,21 @@ def test_the_distribution_is_orchestration_service(wheel):
     with zipfile.ZipFile(wheel) as archive:
         metadata = archive.read("orchestration_service-0.1.0.dist-info/METADATA").decode()
     assert "\nName: orchestration-service\n" in metadata
+
+
+def test_the_cli_extra_installs_neither_django_nor_celery(wheel):
+    """`pip install '.[cli]'` on a laptop: the client's own few, nothing of the broker."""
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read("orchestration_service-0.1.0.dist-info/METADATA").decode()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines()
+                if line.startswith("Requires-Dist:")]
+    for_cli = {re.match(r"[A-Za-z0-9._-]+", r)[0].lower() for r in requires
+               if "extra ==" not in r or 'extra == "cli"' in r}
+    assert for_cli == {"typer", "rich", "requests", "pyyaml"}
+    for_worker = {re.match(r"[A-Za-z0-9._-]+", r)[0].lower() for r in requires
+                  if 'extra == "worker"' in r}
+    assert {"celery", "kombu", "cryptography"} <= for_worker
+    assert "django" not in for_worker
 
 
 def test_the_import_packages_are_orchestration_worker_and_client(wheel):
@@ -212,7 +227,7 @@ def test_the_installed_worker_needs_nothing_of_the_checkout_nor_django(installed
 
 
 def test_the_installed_worker_imports_only_what_it_declares(installed):
-    done = _run(installed, "-c", FRESH_HOST, "", WORKER_MODULES)
+    done = _run(installed, "-c", FRESH_HOST, "worker", WORKER_MODULES)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "fresh host ok" in done.stdout
 
