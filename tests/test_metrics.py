@@ -123,7 +123,7 @@ def test_poll_cycles_and_failures_per_pool_from_each_workers_heartbeat(metrics_o
     """A worker counts its polls of the target (a failed one too) and sends the counts with
     its heartbeat; /metrics shows them per pool and worker."""
     from workers import poll_stats, tasks
-    from workers.contract import Heartbeat, PollRequest
+    from workers.contract import Heartbeat, PollItem, PollRequest
     from workers.executors.base import ExecutorError
 
     class Target:
@@ -139,7 +139,8 @@ def test_poll_cycles_and_failures_per_pool_from_each_workers_heartbeat(metrics_o
     monkeypatch.setattr(poll_stats, "_stats", {})
     target = Target()
     monkeypatch.setattr(tasks, "get_executor", lambda *args: target)
-    request = PollRequest(pool="slurm-main", target="slurm", host=None, items=[],
+    request = PollRequest(pool="slurm-main", target="slurm", host=None,
+                          items=[PollItem(process_id="p1", handle="7:orch-p1:1700000000")],
                           pool_settings={})
     assert tasks._poll(request) == 0  # failed: nothing reported
     assert tasks._poll(request) == 0  # answered, no news
