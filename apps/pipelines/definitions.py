@@ -30,8 +30,6 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 POOL_KEYS = frozenset({"name", "target", "capacity", "queued_limit", "settings", "teams",
                        "quotas", "weights", "host_lost_after", "max_resources", "images",
                        "gpus", "sbatch", "allow_sbatch"})
-# The targets that take sbatch options (a pool's sbatch and allow_sbatch, a pipeline's sbatch).
-SBATCH_TARGETS = CLUSTER_TARGETS
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 # An image reference: [registry[:port]/]name[:tag][@digest], no space, no control character.
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,499}$")
@@ -146,7 +144,7 @@ def _sbatch(values: Any, target: str, key: str) -> dict[str, Any]:
     or a pipeline's ``sbatch``: checked by the worker's own rules, named by option."""
     if values is None:
         return {}
-    if target not in SBATCH_TARGETS:
+    if target not in CLUSTER_TARGETS:  # only Slurm's take sbatch options
         raise DefinitionError(f"{key}: only the Slurm targets take sbatch options, not {target}")
     read = sbatch_options.parse_allowed if key == "allow_sbatch" else sbatch_options.parse
     try:
@@ -278,7 +276,7 @@ def _allow(allow: Any, target: str, secrets: list[str]) -> dict[str, Any] | None
 def _allow_sbatch(names: Any, target: str) -> bool | list[str]:
     """``allow.sbatch``: true (every option the pool's allow_sbatch lists) or the options a
     run may set, each within the pool's allow_sbatch."""
-    if target not in SBATCH_TARGETS:
+    if target not in CLUSTER_TARGETS:  # only Slurm's take sbatch options
         raise DefinitionError(f"allow.sbatch: only the Slurm targets take sbatch options, not "
                               f"{target}")
     if isinstance(names, bool):

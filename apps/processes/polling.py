@@ -48,21 +48,21 @@ def pools_poll() -> int:
     for process in processes.iterator(chunk_size=2000):
         host = process.host or None if process.target in HOST_BOUND_TARGETS else None
         groups[(process.pool, process.target, host)].append(messaging.poll_item(process))
-    pools = {name: (target, settings) for name, target, settings
-             in Pool.objects.values_list("name", "target", "settings")}
+    pools = list(Pool.objects.values_list("name", "target", "settings"))
+    pool_settings = {name: settings for name, _, settings in pools}
     # A cluster's pool with nothing live still gets its settings every round, in a poll of no
     # handles: its workers' heartbeats report the cluster (reachable? which REST version?)
     # from the start, not only once a run has brought them.
-    for pool, (target, _) in pools.items():
-        if target in CLUSTER_TARGETS and (pool, target, None) not in groups:
-            groups[(pool, target, None)] = []
+    for name, target, _ in pools:
+        if target in CLUSTER_TARGETS:
+            groups.setdefault((name, target, None), [])
     sent = 0
     for (pool, target, host), items in groups.items():
         batch = poll_batch_max(target)
         for start in range(0, max(len(items), 1), batch):
             request = PollRequest(pool=pool, target=target, host=host,
                                   items=items[start:start + batch],
-                                  pool_settings=pools.get(pool, ("", {}))[1])
+                                  pool_settings=pool_settings.get(pool, {}))
             messaging.send_poll(request)
             sent += 1
     return sent
