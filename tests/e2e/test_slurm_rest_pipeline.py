@@ -16,7 +16,14 @@ import requests
 
 from apps.pipelines.services import pipelines_load
 from tests.e2e import stack
-from tests.e2e.client import PROCESSES, logs_of, post_process, wait_for_end, wait_for_state
+from tests.e2e.client import (
+    PROCESSES,
+    logs_of,
+    path_of,
+    post_process,
+    wait_for_end,
+    wait_for_state,
+)
 from tests.e2e.slurm_fixtures import _READ, JOB_USER, current, slurm
 from tests.e2e.stack import wait_until
 from tests.work_roots import reachable_work_root
@@ -129,9 +136,11 @@ def test_a_run_succeeds_with_its_log_and_a_failing_one_says_its_exit_code(api, r
     process = wait_for_end(ok, timeout=120)
     assert process.state == State.SUCCEEDED, process.message
     assert "text: over REST" in logs_of(api, ok)
-    events = api.get(f"{PROCESSES}{ok}/events/").json()
-    assert [e["to"] for e in events] == [
-        "PENDING", "QUEUED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
+    # A job of a few milliseconds may end before anything sees it RUNNING.
+    path = path_of(api, ok)
+    assert path[:3] == ["PENDING", "QUEUED", "SUBMITTED"]
+    assert path[-1] == "SUCCEEDED"
+    assert path[3:-1] in ([], ["RUNNING"])
     process = wait_for_end(failing, timeout=120)
     assert (process.state, process.exit_code) == (State.FAILED, 3), process.message
 
